@@ -1,0 +1,271 @@
+"""Typed, validated profiles. The only module that reads YAML.
+
+A profile is ``configs/<name>.yaml``: one section per pipeline stage. Papermill injects the same
+sections into each notebook's parameters cell (``papermill -f configs/<name>.yaml``); the notebook
+passes them to :func:`load_profile`, so a value given with ``-p`` overrides the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from asgm.errors import ConfigError, InputFileError
+
+#: Sentinel-2 L1C bands in Earth Genome's order (B8A before B8).
+S2_BANDS = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8A", "B8", "B9", "B11", "B12")
+#: OSM channels, in stacking order.
+OSM_CHANNELS = ("highway", "landuse", "building", "aeroway", "waterway")
+
+IMAGERY_SOURCES = ("demo", "local")
+OSM_SOURCES = ("file", "overpass")
+
+
+@dataclass(frozen=True)
+class SyntheticConfig:
+    """Settings of the generated demo region (see :mod:`asgm.imagery.demo`)."""
+
+    output_dir: Path
+    seed: int = 42
+    size_km: float = 10.0
+    centre_lon: float = -61.83
+    centre_lat: float = 7.33
+    n_mine_sites: int = 60
+    n_curated_negatives: int = 90
+
+
+@dataclass(frozen=True)
+class RegionConfig:
+    """Boundary and labelled sampling points (GeoJSON, WGS 84)."""
+
+    boundary: Path
+    positives: Path
+    negatives: Path
+    #: A file of random negatives (as in the thesis); when absent they are drawn by ``sampling``.
+    random_negatives: Path | None = None
+
+
+@dataclass(frozen=True)
+class ImageryConfig:
+    source: str
+    bands: tuple[str, ...] = S2_BANDS
+    #: The GeoTIFF/COG/VRT to read (for ``demo``: where the synthetic composite is written).
+    path: Path | None = None
+    #: Names of the raster's bands in file order, for rasters without band descriptions.
+    raster_bands: tuple[str, ...] | None = None
+    #: Raster values per unit reflectance (Sentinel-2 digital numbers: 10000).
+    scale: float = 10000.0
+
+
+@dataclass(frozen=True)
+class OsmConfig:
+    source: str
+    channels: tuple[str, ...] = OSM_CHANNELS
+    #: Local ``.osm`` XML file (``source: file``).
+    path: Path | None = None
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    #: How many random negatives to draw inside the boundary (when no file is given).
+    random_negatives: int = 0
+    #: Minimum distance of a random negative to every positive and to each other; default: the
+    #: diagonal of the first patch size, so a random negative's patch never overlaps a mine's.
+    min_distance_m: float | None = None
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class PatchConfig:
+    sizes: tuple[int, ...] = (48,)
+    resolution_m: float = 10.0
+    #: Patches with more nodata pixels than this fraction are dropped.
+    max_nodata_fraction: float = 0.05
+    #: Patches with more cloudy pixels than this fraction are dropped.
+    max_cloud_fraction: float = 0.2
+    #: A pixel is cloudy when its blue (B2) reflectance is at least this (clouds are bright in blue,
+    #: bare soil and sand are not). Ignored when B2 is not among the bands.
+    cloud_blue_reflectance: float = 0.2
+    #: Patches read per step (memory is bounded by chunk_size x patch size).
+    chunk_size: int = 64
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    root: Path
+    source_file: Path
+    region: RegionConfig
+    imagery: ImageryConfig
+    osm: OsmConfig
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    patches: PatchConfig = field(default_factory=PatchConfig)
+    synthetic: SyntheticConfig | None = None
+
+    @property
+    def contextual_dir(self) -> Path:
+        return self.root / "data" / "contextual" / self.name
+
+    @property
+    def osm_features_path(self) -> Path:
+        return self.contextual_dir / "osm.gpkg"
+
+    @property
+    def sampling_points_path(self) -> Path:
+        return self.root / "data" / "training_data" / f"{self.name}_sampling_points.geojson"
+
+    def dataset_dir(self, patch_size: int) -> Path:
+        return self.root / "data" / "training_data" / f"{self.name}_{patch_size}px"
+
+    @property
+    def figures_dir(self) -> Path:
+        return self.root / "figures" / self.name
+
+    @property
+    def channels(self) -> tuple[str, ...]:
+        """Dataset channels: imagery bands, then OSM channels."""
+        return self.imagery.bands + self.osm.channels
+
+
+SECTIONS = {
+    "region": RegionConfig,
+    "imagery": ImageryConfig,
+    "osm": OsmConfig,
+    "sampling": SamplingConfig,
+    "patches": PatchConfig,
+    "synthetic": SyntheticConfig,
+}
+
+
+def find_root(profile: str, start: Path | None = None) -> Path:
+    """Return the project directory holding ``configs/<profile>.yaml``, searching upward from ``start``."""
+    start = (start or Path.cwd()).resolve()
+    for directory in (start, *start.parents):
+        if (directory / "configs" / f"{profile}.yaml").is_file():
+            return directory
+    raise ConfigError(
+        "profile",
+        f"no configs/{profile}.yaml in {start} or any parent directory",
+        "run from inside the project, or pass root= the project directory; "
+        "available profiles are the YAML files in configs/",
+    )
+
+
+def load_profile(profile: str = "demo", root: str | Path | None = None, **sections: Any) -> Profile:
+    """Read and validate ``configs/<profile>.yaml``.
+
+    Parameters
+    ----------
+    profile
+        Profile name (file stem in ``configs/``).
+    root
+        Project directory; default: searched upward from the working directory.
+    **sections
+        Sections that replace the file's (papermill-injected parameters); ``None`` values are ignored.
+
+    Returns
+    -------
+    Profile
+        Paths resolved against ``root``.
+
+    Raises
+    ------
+    ConfigError
+        Unknown section or key, missing required key, or invalid value.
+    """
+    root = Path(root).resolve() if root else find_root(profile)
+    path = root / "configs" / f"{profile}.yaml"
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise InputFileError(path, "profile not found", "create it, or pick one of the files in configs/") from None
+    except yaml.YAMLError as exc:
+        raise InputFileError(path, f"not valid YAML ({exc})", "fix the YAML syntax at the line shown") from None
+    if not isinstance(raw, dict):
+        raise InputFileError(path, "a profile must be a mapping of sections", "see configs/demo.yaml for the layout")
+    raw.update({k: v for k, v in sections.items() if v is not None})
+    name = raw.pop("profile", profile)
+    unknown = set(raw) - set(SECTIONS)
+    if unknown:
+        raise ConfigError(", ".join(sorted(unknown)), "unknown section", f"use only: profile, {', '.join(SECTIONS)}", path)
+    built = {key: _build(SECTIONS[key], raw[key], key, root, path) for key in raw}
+    for required in ("region", "imagery", "osm"):
+        if required not in built:
+            raise ConfigError(required, "section missing", "add it (see configs/demo.yaml)", path)
+    prof = Profile(name=name, root=root, source_file=path, **built)
+    _validate(prof)
+    return prof
+
+
+def _build(cls: type, values: Any, section: str, root: Path, source: Path) -> Any:
+    if not isinstance(values, dict):
+        raise ConfigError(section, "must be a mapping of key: value", "indent its keys under the section name", source)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(values) - set(fields)
+    if unknown:
+        raise ConfigError(f"{section}.{sorted(unknown)[0]}", "unknown key", f"valid keys: {', '.join(fields)}", source)
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for name, value in values.items():
+        kwargs[name] = _coerce(value, hints[name], f"{section}.{name}", root, source)
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise ConfigError(section, str(exc), "add the missing key", source) from None
+
+
+def _coerce(value: Any, hint: Any, setting: str, root: Path, source: Path) -> Any:
+    if value is None:
+        return None
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        hint = next(a for a in args if a is not type(None))
+        args = typing.get_args(hint)
+    try:
+        if hint is Path:
+            return (root / str(value)).resolve()
+        if typing.get_origin(hint) is tuple:
+            if isinstance(value, str):
+                value = [v.strip() for v in value.split(",")]
+            return tuple(args[0](v) for v in value)
+        if hint is float:
+            return float(value)
+        if hint is int:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            return int(value)
+        return hint(value)
+    except (TypeError, ValueError):
+        raise ConfigError(setting, f"invalid value {value!r}", f"give a {getattr(hint, '__name__', hint)}", source) from None
+
+
+def _validate(prof: Profile) -> None:
+    src = prof.source_file
+    unknown_bands = [b for b in prof.imagery.bands if b not in S2_BANDS]
+    if unknown_bands:
+        raise ConfigError("imagery.bands", f"unknown band(s) {unknown_bands}", f"use names from {', '.join(S2_BANDS)}", src)
+    unknown_osm = [c for c in prof.osm.channels if c not in OSM_CHANNELS]
+    if unknown_osm:
+        raise ConfigError("osm.channels", f"unknown OSM channel(s) {unknown_osm}", f"use names from {', '.join(OSM_CHANNELS)} (or [] for none)", src)
+    if prof.imagery.source not in IMAGERY_SOURCES:
+        raise ConfigError("imagery.source", f"unknown source {prof.imagery.source!r}", f"use one of {', '.join(IMAGERY_SOURCES)}", src)
+    if prof.imagery.path is None:
+        raise ConfigError("imagery.path", "missing", "give the GeoTIFF/COG/VRT to read", src)
+    if prof.imagery.source == "demo" and prof.synthetic is None:
+        raise ConfigError("synthetic", "imagery.source is 'demo' but there is no synthetic section", "add one (see configs/demo.yaml)", src)
+    if prof.osm.source not in OSM_SOURCES:
+        raise ConfigError("osm.source", f"unknown source {prof.osm.source!r}", f"use one of {', '.join(OSM_SOURCES)}", src)
+    if prof.osm.source == "file" and prof.osm.path is None:
+        raise ConfigError("osm.path", "missing for source 'file'", "give the .osm XML file", src)
+    bad_sizes = [s for s in prof.patches.sizes if s < 8]
+    if bad_sizes or not prof.patches.sizes:
+        raise ConfigError("patches.sizes", f"invalid patch sizes {list(prof.patches.sizes)}", "give sizes in pixels, e.g. [48, 256]", src)
+    for name in ("max_nodata_fraction", "max_cloud_fraction"):
+        if not 0 <= getattr(prof.patches, name) <= 1:
+            raise ConfigError(f"patches.{name}", "must be between 0 and 1", "give a fraction", src)

@@ -1,0 +1,261 @@
+"""Patch extraction, stacking with OSM channels, quality filter, and the dataset directory.
+
+A dataset directory holds ``patches.npy`` (N, H, W, C), ``index.csv`` (one row per patch: at least
+``patch_id, lon, lat, label``), ``dataset.json`` (``channels``, ``scale``, ``patch_size``,
+``resolution_m``, …) and ``dropped.csv`` (points that gave no patch, with the reason).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from asgm.atomic import atomic_path
+from asgm.config import OSM_CHANNELS, S2_BANDS, PatchConfig
+from asgm.errors import InputFileError
+from asgm.imagery import ImagerySource
+from asgm.osm import OsmRasterizer
+
+INDEX_COLUMNS = ("patch_id", "lon", "lat", "label")
+META_KEYS = ("channels", "scale", "patch_size")
+#: Points carried into the index besides the required columns, when present.
+EXTRA_COLUMNS = ("category", "kind", "source_row")
+
+
+@dataclass
+class Dataset:
+    """A dataset directory read back: patches (memory-mapped), index and metadata."""
+
+    path: Path
+    patches: np.ndarray
+    index: pd.DataFrame
+    meta: dict
+
+    @property
+    def channels(self) -> list[str]:
+        return list(self.meta["channels"])
+
+    @property
+    def band_channels(self) -> list[str]:
+        """Channels that are reflectance (scaled by ``meta['scale']``)."""
+        return [c for c in self.channels if c in S2_BANDS]
+
+    @property
+    def osm_channels(self) -> list[str]:
+        return [c for c in self.channels if c in OSM_CHANNELS]
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+
+def quality_check(patch: np.ndarray, bands: tuple[str, ...], nodata: float, scale: float, qc: PatchConfig) -> tuple[str | None, float, float]:
+    """Decide whether an imagery patch (H, W, bands) is usable.
+
+    Returns
+    -------
+    reason, nodata_fraction, cloud_fraction
+        ``reason`` is None for a good patch, else why it is dropped.
+    """
+    empty = np.all(patch == nodata, axis=-1)
+    nodata_fraction = float(empty.mean())
+    cloud_fraction = 0.0
+    if "B2" in bands and not empty.all():
+        blue = patch[..., bands.index("B2")][~empty].astype(np.float32) / scale
+        cloud_fraction = float((blue >= qc.cloud_blue_reflectance).mean())
+    if nodata_fraction == 1.0:
+        return "black (no data at all)", nodata_fraction, cloud_fraction
+    if nodata_fraction > qc.max_nodata_fraction:
+        return f"nodata above {qc.max_nodata_fraction:.0%}", nodata_fraction, cloud_fraction
+    if cloud_fraction > qc.max_cloud_fraction:
+        return f"cloud above {qc.max_cloud_fraction:.0%}", nodata_fraction, cloud_fraction
+    return None, nodata_fraction, cloud_fraction
+
+
+def build_dataset(
+    points: gpd.GeoDataFrame,
+    source: ImagerySource,
+    rasterizer: OsmRasterizer | None,
+    patch_size: int,
+    out_dir: str | Path,
+    qc: PatchConfig,
+    metadata: dict | None = None,
+    progress: bool = True,
+) -> Dataset:
+    """Extract, filter and stack one patch per point, and write a dataset directory.
+
+    Imagery is read through ``source``; the OSM channels are burned on each patch's own grid.
+    Patches are written to a memory-mapped file chunk by chunk, so memory stays bounded.
+    The directory appears atomically; if it already exists and was built from the same inputs
+    (points, source, OSM features, size, quality settings) it is returned as is.
+
+    Parameters
+    ----------
+    points
+        Sampling points with ``patch_id``, ``label`` (and optionally ``category``, ``kind``).
+    source
+        Imagery source; its ``bands`` come first in the channel order.
+    rasterizer
+        OSM channels burner, or None for an imagery-only dataset.
+    patch_size
+        Patch side in pixels.
+    out_dir
+        Dataset directory to write.
+    qc
+        Quality-filter thresholds and chunk size.
+    metadata
+        Extra entries for ``dataset.json`` (e.g. ``{"synthetic": True}``).
+
+    Returns
+    -------
+    Dataset
+        The written dataset; ``dataset.meta["dropped"]`` counts dropped points by reason.
+    """
+    out_dir = Path(out_dir)
+    osm_channels = rasterizer.channels if rasterizer else ()
+    channels = list(source.bands) + list(osm_channels)
+    key = _build_key(points, source, rasterizer, patch_size, qc)
+    if (out_dir / "dataset.json").is_file():
+        existing = read_dataset(out_dir)
+        if existing.meta.get("build_key") == key:
+            return existing
+
+    n = len(points)
+    dtype = np.result_type(source.data_dtype, np.uint8)
+    rows, dropped = [], []
+    with atomic_path(out_dir) as tmp:
+        tmp.mkdir()
+        buffer = np.lib.format.open_memmap(tmp / "all.npy", mode="w+", dtype=dtype, shape=(n, patch_size, patch_size, len(channels)))
+        kept = 0
+        bar = tqdm(total=n, desc=f"{patch_size}px patches", unit="patch", disable=not progress)
+        for start in range(0, n, qc.chunk_size):
+            chunk = points.iloc[start : start + qc.chunk_size]
+            batch = source.read_patches(chunk, patch_size)
+            for i, (_, point) in enumerate(chunk.iterrows()):
+                reason, nodata_fraction, cloud_fraction = batch.dropped[i], np.nan, np.nan
+                if reason is None:
+                    reason, nodata_fraction, cloud_fraction = quality_check(batch.data[i], source.bands, source.nodata, source.scale, qc)
+                if reason is not None:
+                    dropped.append({"patch_id": point["patch_id"], "label": point["label"], "reason": reason,
+                                    "nodata_fraction": nodata_fraction, "cloud_fraction": cloud_fraction})
+                    continue
+                grid = batch.grids[i]
+                buffer[kept, ..., : len(source.bands)] = batch.data[i]
+                if rasterizer is not None:
+                    buffer[kept, ..., len(source.bands) :] = rasterizer.rasterize(grid)
+                cx, cy = grid.transform * (patch_size / 2, patch_size / 2)
+                rows.append({
+                    "patch_id": point["patch_id"], "lon": point.geometry.x, "lat": point.geometry.y, "label": int(point["label"]),
+                    **{c: point[c] for c in EXTRA_COLUMNS if c in point.index},
+                    "crs": grid.crs.to_string(), "x_centre": cx, "y_centre": cy,
+                    "nodata_fraction": round(nodata_fraction, 4), "cloud_fraction": round(cloud_fraction, 4),
+                })
+                kept += 1
+            bar.update(len(chunk))
+        bar.close()
+        buffer.flush()
+        _save_first_rows(buffer, kept, tmp / "patches.npy")
+        del buffer
+        (tmp / "all.npy").unlink()
+        index = pd.DataFrame(rows, columns=_index_columns(points))
+        index.to_csv(tmp / "index.csv", index=False, float_format="%.7f")
+        dropped_df = pd.DataFrame(dropped, columns=["patch_id", "label", "reason", "nodata_fraction", "cloud_fraction"])
+        dropped_df.to_csv(tmp / "dropped.csv", index=False)
+        meta = {
+            "channels": channels,
+            "bands": list(source.bands),
+            "osm_channels": list(osm_channels),
+            "scale": source.scale,
+            "patch_size": patch_size,
+            "resolution_m": qc.resolution_m,
+            "dtype": np.dtype(dtype).name,
+            "n_patches": kept,
+            "n_positive": int(index["label"].sum()) if kept else 0,
+            "dropped": dropped_df["reason"].value_counts().to_dict(),
+            "label_meaning": {"1": "artisanal gold mining at the patch centre", "0": "no mining at the patch centre"},
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "build_key": key,
+            **(metadata or {}),
+        }
+        (tmp / "dataset.json").write_text(json.dumps(meta, indent=2, default=str), encoding="utf-8")
+    return read_dataset(out_dir)
+
+
+def _index_columns(points: gpd.GeoDataFrame) -> list[str]:
+    extra = [c for c in EXTRA_COLUMNS if c in points.columns]
+    return [*INDEX_COLUMNS, *extra, "crs", "x_centre", "y_centre", "nodata_fraction", "cloud_fraction"]
+
+
+def _save_first_rows(buffer: np.ndarray, n: int, path: Path, chunk: int = 256) -> None:
+    """Save ``buffer[:n]`` as .npy without holding it all in memory."""
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=buffer.dtype, shape=(n, *buffer.shape[1:]))
+    for start in range(0, n, chunk):
+        out[start : start + chunk] = buffer[start : min(start + chunk, n)]
+    out.flush()
+    del out
+
+
+def _build_key(points: gpd.GeoDataFrame, source: ImagerySource, rasterizer: OsmRasterizer | None, patch_size: int, qc: PatchConfig) -> str:
+    h = hashlib.sha256()
+    h.update(pd.util.hash_pandas_object(points[["patch_id", "label"]], index=False).to_numpy().tobytes())
+    h.update(np.round(points.get_coordinates().to_numpy(), 7).tobytes())
+    h.update(json.dumps([source.fingerprint, rasterizer.fingerprint if rasterizer else None, patch_size, repr(qc)]).encode())
+    return h.hexdigest()[:16]
+
+
+def read_dataset(path: str | Path, mmap: bool = True) -> Dataset:
+    """Read and validate a dataset directory.
+
+    Parameters
+    ----------
+    path
+        Directory with ``patches.npy``, ``index.csv`` and ``dataset.json``.
+    mmap
+        Memory-map the patches instead of loading them.
+
+    Raises
+    ------
+    InputFileError
+        A file is missing, unreadable, or disagrees with the others (count, size, channels).
+    """
+    path = Path(path)
+    meta_path, index_path, patches_path = path / "dataset.json", path / "index.csv", path / "patches.npy"
+    for f in (meta_path, index_path, patches_path):
+        if not f.is_file():
+            raise InputFileError(f, "missing from the dataset directory", "rebuild the dataset (notebook 02 / make patches) or point at a complete one")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise InputFileError(meta_path, f"not valid JSON ({exc})", "rebuild the dataset or fix the JSON") from None
+    missing = [k for k in META_KEYS if k not in meta]
+    if missing:
+        raise InputFileError(meta_path, f"lacks key(s) {missing}", "add them: channels (list of names), scale (e.g. 10000), patch_size (pixels)")
+    unknown = [c for c in meta["channels"] if c not in S2_BANDS and c not in OSM_CHANNELS]
+    if unknown:
+        raise InputFileError(meta_path, f"unknown channel name(s) {unknown}", f"use Sentinel-2 band names ({', '.join(S2_BANDS)}) or OSM channels ({', '.join(OSM_CHANNELS)})")
+    try:
+        patches = np.load(patches_path, mmap_mode="r" if mmap else None)
+    except ValueError as exc:
+        raise InputFileError(patches_path, f"not a readable .npy array ({exc})", "rebuild the dataset") from None
+    index = pd.read_csv(index_path)
+    missing_cols = [c for c in INDEX_COLUMNS if c not in index.columns]
+    if missing_cols:
+        raise InputFileError(index_path, f"lacks column(s) {missing_cols}", f"the index needs at least {', '.join(INDEX_COLUMNS)}")
+    size = meta["patch_size"]
+    expected = f"(N, {size}, {size}, {len(meta['channels'])}) from dataset.json"
+    if patches.ndim != 4 or patches.shape[1:] != (size, size, len(meta["channels"])):
+        raise InputFileError(patches_path, f"has shape {patches.shape}, expected {expected}", "rebuild the dataset, or fix patch_size/channels in dataset.json")
+    if len(index) != patches.shape[0]:
+        raise InputFileError(index_path, f"has {len(index)} rows but patches.npy holds {patches.shape[0]} patches", "the files come from different runs: rebuild the dataset")
+    if index["patch_id"].duplicated().any():
+        raise InputFileError(index_path, f"duplicate patch_id(s) {index.loc[index['patch_id'].duplicated(), 'patch_id'].tolist()[:5]}", "give every patch its own id")
+    if not index["label"].isin([0, 1]).all():
+        raise InputFileError(index_path, f"labels must be 0 or 1, found {sorted(index['label'].unique().tolist())}", "fix the label column")
+    return Dataset(path, patches, index, meta)

@@ -1,0 +1,146 @@
+"""Every figure of the pipeline. Functions return the matplotlib Figure; :func:`save_figure` writes it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import geopandas as gpd
+import matplotlib.pyplot as plt
+import numpy as np
+import rasterio
+from matplotlib.colors import ListedColormap
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+
+from asgm.atomic import atomic_path
+from asgm.config import OSM_CHANNELS
+from asgm.patches import Dataset
+
+OSM_COLOURS = {"highway": "#f4d03f", "landuse": "#e67e22", "building": "#e74c3c", "aeroway": "#9b59b6", "waterway": "#3498db"}
+CATEGORY_COLOURS = {"mine": "#d62728", "curated_negative": "#1f77b4", "random_negative": "#7f7f7f"}
+SYNTHETIC_LABEL = "SYNTHETIC demo data — not a real place"
+
+
+def save_figure(fig: Figure, path: str | Path, dpi: int = 110) -> Path:
+    """Save ``fig`` as PNG atomically and return the path."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
+    return Path(path)
+
+
+def stretch(image: np.ndarray, low: float = 2, high: float = 98, valid: np.ndarray | None = None, limits: np.ndarray | None = None) -> np.ndarray:
+    """Scale each channel of (..., C) to 0–1 between its ``low`` and ``high`` percentiles over the
+    ``valid`` pixels, or between given ``limits`` (2, C)."""
+    if limits is None:
+        values = image[valid] if valid is not None else image.reshape(-1, image.shape[-1])
+        limits = np.percentile(values, [low, high], axis=0) if len(values) else np.array([[0.0], [1.0]])
+    lo, hi = limits
+    return np.clip((image - lo) / np.maximum(hi - lo, 1e-9), 0, 1).astype(np.float32)
+
+
+def rgb_bands(patches: np.ndarray, channels: list[str]) -> np.ndarray:
+    """The (..., 3) B4, B3, B2 channels of patches (the first channel as grey if they are missing)."""
+    if all(b in channels for b in ("B4", "B3", "B2")):
+        return patches[..., [channels.index(b) for b in ("B4", "B3", "B2")]].astype(np.float32)
+    return np.repeat(patches[..., :1].astype(np.float32), 3, axis=-1)
+
+
+def plot_region_overview(raster: str | Path, layers: dict[str, gpd.GeoDataFrame], title: str, synthetic: bool = False, max_pixels: int = 1500) -> Figure:
+    """True-colour view of a region raster with vector layers (name -> GeoDataFrame) drawn on top."""
+    with rasterio.open(raster) as src:
+        step = max(1, int(np.ceil(max(src.width, src.height) / max_pixels)))
+        names = list(src.descriptions)
+        idx = [names.index(b) + 1 for b in ("B4", "B3", "B2")] if all(b in names for b in ("B4", "B3", "B2")) else [1, 1, 1]
+        rgb = src.read(idx, out_shape=(3, src.height // step, src.width // step)).transpose(1, 2, 0).astype(np.float32)
+        extent = (src.bounds.left, src.bounds.right, src.bounds.bottom, src.bounds.top)
+        crs = src.crs
+    fig, ax = plt.subplots(figsize=(9, 9))
+    ax.imshow(stretch(rgb, valid=rgb.sum(-1) > 0), extent=extent)
+    styles = iter([dict(facecolor="none", edgecolor="#ff2d2d", linewidth=1.2), dict(color="#ffd700", markersize=14, marker="^"),
+                   dict(color="#00e5ff", markersize=10, marker="o"), dict(color="white", markersize=6, marker=".")])
+    handles = []
+    for name, gdf in layers.items():
+        style = next(styles)
+        gdf.to_crs(crs).plot(ax=ax, **style)
+        handles.append(Patch(facecolor="none", edgecolor=style["edgecolor"], label=name) if "edgecolor" in style
+                       else Line2D([], [], linestyle="", marker=style["marker"], color=style["color"], label=name))
+    ax.legend(handles=handles, loc="lower right", framealpha=0.85)
+    ax.set_title(title + (f"\n{SYNTHETIC_LABEL}" if synthetic else ""))
+    ax.set_xlabel(f"easting (m, {crs.to_string()})")
+    ax.set_ylabel("northing (m)")
+    return fig
+
+
+def plot_osm_features(features: gpd.GeoDataFrame, boundary: gpd.GeoSeries, channels: tuple[str, ...] = OSM_CHANNELS, title: str = "OSM features", synthetic: bool = False) -> Figure:
+    """Map of the OSM features, one colour per channel, over the boundary."""
+    crs = boundary.estimate_utm_crs()
+    fig, ax = plt.subplots(figsize=(9, 9))
+    boundary.to_crs(crs).boundary.plot(ax=ax, color="black", linewidth=1)
+    projected = features.to_crs(crs) if len(features) else features
+    handles = []
+    for key in channels:
+        sub = projected[projected[key].notna()] if len(projected) else projected
+        if len(sub):
+            sub.plot(ax=ax, color=OSM_COLOURS[key], linewidth=1.2, alpha=0.85)
+        handles.append(Patch(color=OSM_COLOURS[key], label=f"{key} ({len(sub)})"))
+    ax.legend(handles=handles, loc="lower right")
+    ax.set_title(title + (f"\n{SYNTHETIC_LABEL}" if synthetic else ""))
+    ax.set_axis_off()
+    return fig
+
+
+def plot_sampling_points(points: gpd.GeoDataFrame, boundary: gpd.GeoSeries, title: str = "Sampling points", synthetic: bool = False) -> Figure:
+    """Map of sampling points coloured by category."""
+    crs = boundary.estimate_utm_crs()
+    fig, ax = plt.subplots(figsize=(8, 8))
+    boundary.to_crs(crs).boundary.plot(ax=ax, color="black", linewidth=1)
+    projected = points.to_crs(crs)
+    for category, colour in CATEGORY_COLOURS.items():
+        sub = projected[projected["category"] == category]
+        if len(sub):
+            sub.plot(ax=ax, color=colour, markersize=14, label=f"{category} ({len(sub)})")
+    ax.legend(loc="lower right")
+    ax.set_title(title + (f"\n{SYNTHETIC_LABEL}" if synthetic else ""))
+    ax.set_axis_off()
+    return fig
+
+
+def plot_patch_grid(dataset: Dataset, per_class: int = 6, seed: int = 0) -> Figure:
+    """Preview grid: true colour with OSM channels outlined, positives on the top rows, negatives below."""
+    rng = np.random.default_rng(seed)
+    index = dataset.index
+    picks = []
+    for label in (1, 0):
+        rows = np.flatnonzero(index["label"].to_numpy() == label)
+        picks.append(rng.choice(rows, size=min(per_class, len(rows)), replace=False) if len(rows) else [])
+    ncols = max(per_class, 1)
+    fig, axes = plt.subplots(2, ncols, figsize=(2.3 * ncols, 6.2), squeeze=False)
+    osm = dataset.osm_channels
+    cmap_cache = {key: ListedColormap(["none", OSM_COLOURS[key]]) for key in osm}
+    shown = np.concatenate([np.asarray(p, dtype=int) for p in picks])
+    rgb = rgb_bands(np.asarray(dataset.patches[np.sort(shown)]), dataset.channels) if len(shown) else np.zeros((0, 1, 1, 3))
+    limits = np.percentile(rgb[rgb.sum(-1) > 0], [2, 98], axis=0) if rgb.size else None  # one stretch for all patches
+    for r, rows in enumerate(picks):
+        for c in range(ncols):
+            ax = axes[r, c]
+            ax.set_axis_off()
+            if c >= len(rows):
+                continue
+            i = int(rows[c])
+            patch = np.asarray(dataset.patches[i])
+            ax.imshow(stretch(rgb_bands(patch, dataset.channels), limits=limits))
+            for key in osm:
+                mask = patch[..., dataset.channels.index(key)]
+                if mask.any():
+                    ax.imshow(np.ma.masked_equal(mask, 0), cmap=cmap_cache[key], alpha=0.55, interpolation="nearest", vmin=0, vmax=1)
+            kind = index["kind"].iloc[i] if "kind" in index and isinstance(index["kind"].iloc[i], str) else index.get("category", index["label"]).iloc[i]
+            ax.set_title(f"{index['patch_id'].iloc[i]}\n{kind}", fontsize=7)
+    handles = [Patch(color=OSM_COLOURS[k], label=k) for k in osm]
+    if handles:
+        fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
+    size = dataset.meta["patch_size"]
+    synthetic = f" — {SYNTHETIC_LABEL}" if dataset.meta.get("synthetic") else ""
+    fig.suptitle(f"{size} px patches: mines (top), non-mines (bottom); OSM channels in colour{synthetic}", fontsize=10)
+    fig.tight_layout(rect=(0, 0.05, 1, 0.94), h_pad=2.0)
+    return fig

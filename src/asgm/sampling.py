@@ -1,0 +1,177 @@
+"""Sampling locations: read and validate labelled points, draw random negatives."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+from scipy.spatial import cKDTree
+from shapely import contains_xy
+from shapely.geometry import MultiPolygon, Polygon
+
+from asgm.atomic import atomic_path
+from asgm.config import Profile
+from asgm.errors import AsgmError, InputFileError
+from asgm.regions import WGS84, read_boundary, read_geojson, utm_crs
+
+#: Category of each sampling-point set, and its label (1 = mine).
+CATEGORIES = {"mine": 1, "curated_negative": 0, "random_negative": 0}
+
+
+def read_points(path: str | Path, category: str, boundary: Polygon | MultiPolygon | None = None) -> gpd.GeoDataFrame:
+    """Read labelled sampling points.
+
+    Parameters
+    ----------
+    path
+        GeoJSON of Point features in WGS 84.
+    category
+        ``mine``, ``curated_negative`` or ``random_negative``; sets ``label``.
+    boundary
+        If given, every point must lie inside it.
+
+    Returns
+    -------
+    GeoDataFrame
+        Columns ``patch_id`` (``<category>_<row>``), ``label``, ``category``, ``source_row``, the
+        file's ``kind`` column if any, and the point geometry (EPSG:4326).
+
+    Raises
+    ------
+    InputFileError
+        Unreadable file, no points, non-point geometry, not lon/lat, or points outside the boundary.
+    """
+    if category not in CATEGORIES:
+        raise AsgmError(f"unknown sampling category {category!r}; use one of {', '.join(CATEGORIES)}")
+    gdf = read_geojson(path, ("Point",), f"{category} sampling points")
+    if boundary is not None:
+        inside = contains_xy(boundary, gdf.geometry.x.to_numpy(), gdf.geometry.y.to_numpy())
+        if not inside.all():
+            rows = np.flatnonzero(~inside)
+            sample = ", ".join(f"#{r} ({gdf.geometry.x[r]:.5f}, {gdf.geometry.y[r]:.5f})" for r in rows[:5])
+            raise InputFileError(
+                path,
+                f"{len(rows)} of {len(gdf)} points lie outside the boundary: {sample}{' …' if len(rows) > 5 else ''}",
+                "remove those points, or use the boundary they belong to (region.boundary in the profile)",
+            )
+    out = gpd.GeoDataFrame(
+        {
+            "patch_id": [f"{category}_{i:04d}" for i in range(len(gdf))],
+            "label": CATEGORIES[category],
+            "category": category,
+            "source_row": np.arange(len(gdf)),
+        },
+        geometry=gdf.geometry.to_numpy(),
+        crs=WGS84,
+    )
+    if "kind" in gdf.columns:
+        out.insert(3, "kind", gdf["kind"].to_numpy())
+    return out
+
+
+def random_negatives(
+    boundary: Polygon | MultiPolygon,
+    n: int,
+    avoid: gpd.GeoDataFrame,
+    min_distance_m: float,
+    seed: int,
+    max_tries: int = 200,
+) -> gpd.GeoDataFrame:
+    """Draw ``n`` random points inside ``boundary``, each at least ``min_distance_m`` from every point
+    in ``avoid`` (the positives) and from each other.
+
+    Distances are measured in the UTM zone of the boundary's centroid. Candidates are drawn in
+    batches and accepted greedily in draw order, so the result depends only on ``seed``.
+
+    Returns
+    -------
+    GeoDataFrame
+        Points with ``patch_id``, ``label`` 0, ``category`` ``random_negative`` (EPSG:4326).
+
+    Raises
+    ------
+    AsgmError
+        When ``n`` points cannot be placed (area too small for the distance): lower the count or the
+        distance.
+    """
+    centroid = boundary.centroid
+    crs = utm_crs(centroid.x, centroid.y)
+    area = gpd.GeoSeries([boundary], crs=WGS84).to_crs(crs).iloc[0]
+    avoid_points = avoid.to_crs(crs).geometry
+    avoid_tree = cKDTree(np.column_stack([avoid_points.x, avoid_points.y])) if len(avoid_points) else None
+    rng = np.random.default_rng(seed)
+    minx, miny, maxx, maxy = area.bounds
+    accepted: list[tuple[float, float]] = []
+    # A grid of cells of side min_distance/sqrt(2) holds at most one accepted point each: checking the
+    # 5x5 neighbouring cells is enough to enforce the mutual distance in O(1) per candidate.
+    cell = min_distance_m / math.sqrt(2) if min_distance_m > 0 else 1.0
+    occupied: dict[tuple[int, int], tuple[float, float]] = {}
+    for _ in range(max_tries if n > 0 else 0):
+        xy = rng.uniform((minx, miny), (maxx, maxy), size=(max(4 * n, 256), 2))
+        xy = xy[contains_xy(area, xy[:, 0], xy[:, 1])]
+        if avoid_tree is not None:
+            xy = xy[avoid_tree.query(xy, distance_upper_bound=min_distance_m)[0] >= min_distance_m]
+        for x, y in xy:
+            key = (int(x // cell), int(y // cell))
+            near = (occupied.get((key[0] + i, key[1] + j)) for i in range(-2, 3) for j in range(-2, 3))
+            if all(p is None or math.hypot(p[0] - x, p[1] - y) >= min_distance_m for p in near):
+                occupied[key] = (x, y)
+                accepted.append((x, y))
+                if len(accepted) == n:
+                    break
+        if len(accepted) == n:
+            break
+    if len(accepted) < n:
+        raise AsgmError(
+            f"only {len(accepted)} of {n} random negatives fit inside the boundary at {min_distance_m:.0f} m from "
+            "every positive and from each other; lower sampling.random_negatives or sampling.min_distance_m"
+        )
+    xy = np.array(accepted).reshape(-1, 2)
+    pts = gpd.GeoSeries(gpd.points_from_xy(xy[:, 0], xy[:, 1]), crs=crs).to_crs(WGS84)
+    return gpd.GeoDataFrame(
+        {
+            "patch_id": [f"random_negative_{i:04d}" for i in range(n)],
+            "label": 0,
+            "category": "random_negative",
+            "source_row": np.arange(n),
+        },
+        geometry=pts.to_numpy(),
+        crs=WGS84,
+    )
+
+
+def combine(*point_sets: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """Stack point sets into one table with ``lon``/``lat`` columns; patch ids must be unique."""
+    points = gpd.GeoDataFrame(pd.concat(point_sets, ignore_index=True), crs=WGS84)
+    points["lon"] = points.geometry.x.round(7)
+    points["lat"] = points.geometry.y.round(7)
+    dup = points["patch_id"].duplicated()
+    if dup.any():
+        raise AsgmError(f"duplicate patch ids {points.loc[dup, 'patch_id'].tolist()[:5]}: give each point set its own category")
+    return points
+
+
+def sampling_points(profile: Profile) -> gpd.GeoDataFrame:
+    """All sampling points of a profile: mines, curated negatives and random negatives.
+
+    Random negatives come from ``region.random_negatives`` when the profile names a file, otherwise
+    they are drawn inside the boundary (``sampling`` section). The table is also written to
+    ``profile.sampling_points_path`` (GeoJSON).
+    """
+    boundary = read_boundary(profile.region.boundary)
+    positives = read_points(profile.region.positives, "mine", boundary)
+    curated = read_points(profile.region.negatives, "curated_negative", boundary)
+    if profile.region.random_negatives is not None:
+        randoms = read_points(profile.region.random_negatives, "random_negative", boundary)
+    else:
+        spacing = profile.sampling.min_distance_m
+        if spacing is None:
+            spacing = math.sqrt(2) * profile.patches.sizes[0] * profile.patches.resolution_m
+        randoms = random_negatives(boundary, profile.sampling.random_negatives, positives, spacing, profile.sampling.seed)
+    points = combine(positives, curated, randoms)
+    with atomic_path(profile.sampling_points_path) as tmp:
+        points.to_file(tmp, driver="GeoJSON")
+    return points
