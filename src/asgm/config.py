@@ -49,6 +49,9 @@ class RegionConfig:
     negatives: Path
     #: A file of random negatives (as in the thesis); when absent they are drawn by ``sampling``.
     random_negatives: Path | None = None
+    #: What to do with sampling points outside the boundary: ``error`` (default) or ``drop`` them
+    #: with a warning naming each (the thesis's Bolívar points include some just over the border).
+    points_outside_boundary: str = "error"
 
 
 @dataclass(frozen=True)
@@ -259,6 +262,8 @@ def _validate(prof: Profile) -> None:
         raise ConfigError("imagery.path", "missing", "give the GeoTIFF/COG/VRT to read", src)
     if prof.imagery.source == "demo" and prof.synthetic is None:
         raise ConfigError("synthetic", "imagery.source is 'demo' but there is no synthetic section", "add one (see configs/demo.yaml)", src)
+    if prof.region.points_outside_boundary not in ("error", "drop"):
+        raise ConfigError("region.points_outside_boundary", f"invalid value {prof.region.points_outside_boundary!r}", "use error or drop", src)
     if prof.osm.source not in OSM_SOURCES:
         raise ConfigError("osm.source", f"unknown source {prof.osm.source!r}", f"use one of {', '.join(OSM_SOURCES)}", src)
     if prof.osm.source == "file" and prof.osm.path is None:

@@ -150,7 +150,7 @@ def build_dataset(
                 buffer[kept, ..., : len(source.bands)] = batch.data[i]
                 if rasterizer is not None:
                     buffer[kept, ..., len(source.bands) :] = rasterizer.rasterize(grid)
-                cx, cy = grid.transform * (patch_size / 2, patch_size / 2)
+                cx, cy = grid.transform @ (patch_size / 2, patch_size / 2)
                 rows.append({
                     "patch_id": point["patch_id"], "lon": point.geometry.x, "lat": point.geometry.y, "label": int(point["label"]),
                     **{c: point[c] for c in EXTRA_COLUMNS if c in point.index},
@@ -259,3 +259,14 @@ def read_dataset(path: str | Path, mmap: bool = True) -> Dataset:
     if not index["label"].isin([0, 1]).all():
         raise InputFileError(index_path, f"labels must be 0 or 1, found {sorted(index['label'].unique().tolist())}", "fix the label column")
     return Dataset(path, patches, index, meta)
+
+
+def summarize_datasets(datasets: dict[int, Dataset]) -> pd.DataFrame:
+    """One row per dataset: patches kept (mines / non-mines) and points dropped, by reason."""
+    rows = []
+    for size, ds in datasets.items():
+        row = {"patch_size": size, "patches": len(ds), "mines": int(ds.index["label"].sum()),
+               "non_mines": int((ds.index["label"] == 0).sum()), "directory": ds.path.name}
+        row.update({f"dropped: {reason}": n for reason, n in ds.meta.get("dropped", {}).items()})
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("patch_size").fillna(0)

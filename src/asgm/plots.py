@@ -82,7 +82,7 @@ def plot_osm_features(features: gpd.GeoDataFrame, boundary: gpd.GeoSeries, chann
     for key in channels:
         sub = projected[projected[key].notna()] if len(projected) else projected
         if len(sub):
-            sub.plot(ax=ax, color=OSM_COLOURS[key], linewidth=1.2, alpha=0.85)
+            sub.plot(ax=ax, color=OSM_COLOURS[key], edgecolor=OSM_COLOURS[key], linewidth=1.2, alpha=0.85)
         handles.append(Patch(color=OSM_COLOURS[key], label=f"{key} ({len(sub)})"))
     ax.legend(handles=handles, loc="lower right")
     ax.set_title(title + (f"\n{SYNTHETIC_LABEL}" if synthetic else ""))

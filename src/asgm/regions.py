@@ -32,8 +32,8 @@ class PatchGrid:
     @property
     def bounds(self) -> tuple[float, float, float, float]:
         """(left, bottom, right, top) in the grid's CRS."""
-        left, top = self.transform * (0, 0)
-        right, bottom = self.transform * (self.width, self.height)
+        left, top = self.transform @ (0, 0)
+        right, bottom = self.transform @ (self.width, self.height)
         return left, bottom, right, top
 
     @property

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 
 import geopandas as gpd
@@ -21,7 +22,7 @@ from asgm.regions import WGS84, read_boundary, read_geojson, utm_crs
 CATEGORIES = {"mine": 1, "curated_negative": 0, "random_negative": 0}
 
 
-def read_points(path: str | Path, category: str, boundary: Polygon | MultiPolygon | None = None) -> gpd.GeoDataFrame:
+def read_points(path: str | Path, category: str, boundary: Polygon | MultiPolygon | None = None, outside: str = "error") -> gpd.GeoDataFrame:
     """Read labelled sampling points.
 
     Parameters
@@ -31,7 +32,10 @@ def read_points(path: str | Path, category: str, boundary: Polygon | MultiPolygo
     category
         ``mine``, ``curated_negative`` or ``random_negative``; sets ``label``.
     boundary
-        If given, every point must lie inside it.
+        If given, points must lie inside it.
+    outside
+        ``error``: a point outside the boundary is an error; ``drop``: such points are left out with
+        a warning that names them (``source_row`` keeps the row numbers of the file).
 
     Returns
     -------
@@ -42,27 +46,31 @@ def read_points(path: str | Path, category: str, boundary: Polygon | MultiPolygo
     Raises
     ------
     InputFileError
-        Unreadable file, no points, non-point geometry, not lon/lat, or points outside the boundary.
+        Unreadable file, no points, non-point geometry, not lon/lat, or (``outside="error"``) points
+        outside the boundary.
     """
     if category not in CATEGORIES:
         raise AsgmError(f"unknown sampling category {category!r}; use one of {', '.join(CATEGORIES)}")
     gdf = read_geojson(path, ("Point",), f"{category} sampling points")
+    inside = np.ones(len(gdf), bool)
     if boundary is not None:
         inside = contains_xy(boundary, gdf.geometry.x.to_numpy(), gdf.geometry.y.to_numpy())
         if not inside.all():
-            rows = np.flatnonzero(~inside)
-            sample = ", ".join(f"#{r} ({gdf.geometry.x[r]:.5f}, {gdf.geometry.y[r]:.5f})" for r in rows[:5])
-            raise InputFileError(
-                path,
-                f"{len(rows)} of {len(gdf)} points lie outside the boundary: {sample}{' …' if len(rows) > 5 else ''}",
-                "remove those points, or use the boundary they belong to (region.boundary in the profile)",
-            )
+            bad = np.flatnonzero(~inside)
+            sample = ", ".join(f"#{r} ({gdf.geometry.x[r]:.5f}, {gdf.geometry.y[r]:.5f})" for r in bad[:5])
+            problem = f"{len(bad)} of {len(gdf)} points lie outside the boundary: {sample}{' …' if len(bad) > 5 else ''}"
+            if outside != "drop":
+                raise InputFileError(path, problem, "remove those points, use the boundary they belong to (region.boundary), "
+                                     "or set region.points_outside_boundary: drop")
+            warnings.warn(f"{path}: {problem}; dropped (region.points_outside_boundary: drop)", stacklevel=2)
+    rows = np.flatnonzero(inside)
+    gdf = gdf.iloc[rows]
     out = gpd.GeoDataFrame(
         {
-            "patch_id": [f"{category}_{i:04d}" for i in range(len(gdf))],
+            "patch_id": [f"{category}_{i:04d}" for i in rows],
             "label": CATEGORIES[category],
             "category": category,
-            "source_row": np.arange(len(gdf)),
+            "source_row": rows,
         },
         geometry=gdf.geometry.to_numpy(),
         crs=WGS84,
@@ -162,10 +170,11 @@ def sampling_points(profile: Profile) -> gpd.GeoDataFrame:
     ``profile.sampling_points_path`` (GeoJSON).
     """
     boundary = read_boundary(profile.region.boundary)
-    positives = read_points(profile.region.positives, "mine", boundary)
-    curated = read_points(profile.region.negatives, "curated_negative", boundary)
+    outside = profile.region.points_outside_boundary
+    positives = read_points(profile.region.positives, "mine", boundary, outside)
+    curated = read_points(profile.region.negatives, "curated_negative", boundary, outside)
     if profile.region.random_negatives is not None:
-        randoms = read_points(profile.region.random_negatives, "random_negative", boundary)
+        randoms = read_points(profile.region.random_negatives, "random_negative", boundary, outside)
     else:
         spacing = profile.sampling.min_distance_m
         if spacing is None:

@@ -33,6 +33,7 @@ from xml.sax.saxutils import quoteattr
 import geopandas as gpd
 import numpy as np
 import rasterio
+import shapely
 from pyproj import CRS, Transformer
 from rasterio.features import rasterize
 from rasterio.transform import from_origin
@@ -244,7 +245,7 @@ class _Grid:
         return self.boundary.difference(self.nodata_wedge.buffer(340.0))
 
     def to_wgs84(self, geom):
-        return ops.transform(Transformer.from_crs(CRS_UTM, WGS84, always_xy=True).transform, geom)
+        return shapely.transform(geom, Transformer.from_crs(CRS_UTM, WGS84, always_xy=True).transform, interleaved=False)
 
 
 # ----------------------------------------------------------------------------- geometry helpers
@@ -587,7 +588,7 @@ class _Scene:
         def pixels_of(name, n=400):
             rows, cols = np.nonzero(classes == CLASSES[name])
             pick = rng.choice(len(rows), size=min(n, len(rows)), replace=False) if len(rows) else []
-            return [Point(*(g.transform * (cols[i] + 0.5, rows[i] + 0.5))) for i in pick]
+            return [Point(*(g.transform @ (cols[i] + 0.5, rows[i] + 0.5))) for i in pick]
 
         candidates = {
             "sandbar": [b.representative_point() for b in self.sandbars],

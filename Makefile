@@ -1,0 +1,46 @@
+# asgm-detector: `make all` sets up .venv and runs the notebooks on configs/$(PROFILE).yaml;
+# `make test` runs the test suite. Executed notebooks land in reports/$(PROFILE)/.
+PROFILE ?= demo
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+CONFIG := configs/$(PROFILE).yaml
+REPORTS := reports/$(PROFILE)
+SRC := $(shell find src/asgm -name '*.py')
+PAPERMILL := $(PY) -m papermill --kernel asgm --cwd notebooks --no-progress-bar -f $(CONFIG)
+
+.PHONY: setup all osm patches test html clean
+
+all: setup osm patches
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m ipykernel install --sys-prefix --name asgm --display-name "Python (asgm)"
+	touch $@
+
+osm: $(REPORTS)/01_osm_features.ipynb
+patches: $(REPORTS)/02_patch_generation.ipynb
+
+$(REPORTS)/01_osm_features.ipynb: notebooks/01_osm_features.ipynb $(CONFIG) $(SRC) | $(STAMP)
+$(REPORTS)/02_patch_generation.ipynb: notebooks/02_patch_generation.ipynb $(REPORTS)/01_osm_features.ipynb $(CONFIG) $(SRC) | $(STAMP)
+
+# A notebook is written under a temporary name and renamed only when every cell ran, so a failed
+# run is never mistaken for an up-to-date one (the failed copy stays as *.partial.ipynb to inspect).
+$(REPORTS)/%.ipynb: notebooks/%.ipynb
+	@mkdir -p $(REPORTS)
+	$(PAPERMILL) $< $(REPORTS)/$*.partial.ipynb
+	mv $(REPORTS)/$*.partial.ipynb $@
+
+html: all
+	$(PY) -m jupyter nbconvert --to html --output-dir $(REPORTS)/html $(filter-out %.partial.ipynb,$(wildcard $(REPORTS)/[0-9]*.ipynb))
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf data/demo data/contextual data/training_data figures/*/ reports/*/

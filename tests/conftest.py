@@ -1,0 +1,55 @@
+"""Shared fixtures: small rasters, OSM files and demo regions that the tests build themselves."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pytest
+import rasterio
+from rasterio.transform import from_origin
+
+matplotlib.use("Agg")
+
+from asgm.config import S2_BANDS, SyntheticConfig  # noqa: E402
+from asgm.imagery.demo import generate_demo_region  # noqa: E402
+
+UTM20 = "EPSG:32620"
+#: Top-left corner of the small test rasters (near El Callao), in EPSG:32620.
+LEFT, TOP = 630_000.0, 810_000.0
+
+
+def write_raster(path: Path, data: np.ndarray, bands=S2_BANDS, left=LEFT, top=TOP, nodata=0, descriptions=True) -> Path:
+    """Write a (C, H, W) uint16 GeoTIFF at 10 m on the EPSG:32620 grid."""
+    with rasterio.open(path, "w", driver="GTiff", width=data.shape[2], height=data.shape[1], count=data.shape[0],
+                       dtype=data.dtype, crs=UTM20, transform=from_origin(left, top, 10, 10), nodata=nodata) as dst:
+        dst.write(data)
+        if descriptions:
+            dst.descriptions = tuple(bands)
+    return path
+
+
+@pytest.fixture
+def forest_raster(tmp_path):
+    """A 100 x 100 px 12-band raster of forest-like values, with band index encoded in each band."""
+    rng = np.random.default_rng(0)
+    data = (rng.normal(0, 20, (12, 100, 100)) + np.arange(1, 13)[:, None, None] * 100 + 800).astype(np.uint16)
+    return write_raster(tmp_path / "forest.tif", data)
+
+
+@pytest.fixture(scope="session")
+def tiny_demo(tmp_path_factory):
+    """A small SYNTHETIC demo region (2.5 km), generated once for the session."""
+    cfg = SyntheticConfig(output_dir=tmp_path_factory.mktemp("demo") / "region", seed=5, size_km=2.5, n_mine_sites=6, n_curated_negatives=10)
+    return cfg, generate_demo_region(cfg, progress=False)
+
+
+@pytest.fixture
+def reference_data() -> Path:
+    """The real data beside the project (../shared/data or $ASGM_REFERENCE_DATA); skips when absent."""
+    root = Path(os.environ.get("ASGM_REFERENCE_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+    if not (root / "amazon-s2-6band" / "patches.npy").is_file():
+        pytest.skip(f"real reference data not found at {root} (set ASGM_REFERENCE_DATA)")
+    return root

@@ -1,0 +1,69 @@
+import json
+
+import geopandas as gpd
+import numpy as np
+import rasterio
+
+from asgm.config import S2_BANDS
+from asgm.imagery.demo import CLASSES, NEGATIVE_CLEARANCE_M, ensure_demo_region, generate_demo_region
+
+
+def read(path):
+    with rasterio.open(path) as src:
+        return src.read(), src.descriptions, src.tags(), src.crs, src.nodata
+
+
+def test_same_seed_gives_identical_outputs(tiny_demo, tmp_path):
+    cfg, first = tiny_demo
+    again = generate_demo_region(cfg.__class__(**{**cfg.__dict__, "output_dir": tmp_path / "again"}), progress=False)
+    assert np.array_equal(read(first.composite)[0], read(again.composite)[0])
+    for name in ("osm", "positives", "negatives", "mine_polygons", "boundary"):
+        assert getattr(first, name).read_text() == getattr(again, name).read_text(), name
+
+
+def test_other_seed_gives_another_region(tiny_demo, tmp_path):
+    cfg, first = tiny_demo
+    other = generate_demo_region(cfg.__class__(**{**cfg.__dict__, "output_dir": tmp_path / "other", "seed": cfg.seed + 1}), progress=False)
+    assert not np.array_equal(read(first.composite)[0], read(other.composite)[0])
+
+
+def test_composite_is_a_labelled_l1c_like_raster(tiny_demo):
+    _, region = tiny_demo
+    data, names, tags, crs, nodata = read(region.composite)
+    assert names == S2_BANDS and data.dtype == np.uint16 and nodata == 0
+    assert crs.to_epsg() == 32620 and tags["SYNTHETIC"] == "true"
+    assert (data == 0).all(axis=0).any(), "the swath-edge wedge of no data is missing"
+    assert json.loads(region.metadata.read_text())["synthetic"] is True
+    assert "SYNTHETIC" in region.osm.read_text()[:300]
+
+
+def test_spectra_behave_like_real_covers(tiny_demo):
+    """Vegetation has a high NDVI, water a negative one, bare mining sand is bright in SWIR."""
+    _, region = tiny_demo
+    data = read(region.composite)[0].astype(float)
+    with rasterio.open(region.landcover) as src:
+        cover = src.read(1)
+    b = {n: data[i] for i, n in enumerate(S2_BANDS)}
+    ndvi = (b["B8"] - b["B4"]) / (b["B8"] + b["B4"] + 1e-9)
+    core = lambda name: (cover == CLASSES[name]) & (np.abs(np.gradient(cover.astype(float))[0]) == 0)  # noqa: E731
+    assert np.median(ndvi[core("forest")]) > 0.6
+    assert np.median(ndvi[core("river_turbid")]) < 0.0
+    assert np.median(b["B11"][core("mine_sand")]) > 1.8 * np.median(b["B11"][core("forest")])
+
+
+def test_points_and_ground_truth_agree(tiny_demo):
+    cfg, region = tiny_demo
+    mines = gpd.read_file(region.mine_polygons).to_crs(32620)
+    positives = gpd.read_file(region.positives).to_crs(32620)
+    negatives = gpd.read_file(region.negatives).to_crs(32620)
+    assert len(mines) == len(positives) == cfg.n_mine_sites
+    assert positives.within(mines.union_all()).all()
+    assert (negatives.distance(mines.union_all()) >= NEGATIVE_CLEARANCE_M - 1e-6).all()
+    assert len(negatives) == cfg.n_curated_negatives and negatives["kind"].nunique() > 3
+
+
+def test_ensure_reuses_an_identical_region(tiny_demo):
+    cfg, region = tiny_demo
+    before = region.composite.stat().st_mtime_ns
+    ensure_demo_region(cfg, progress=False)
+    assert region.composite.stat().st_mtime_ns == before

@@ -1,0 +1,98 @@
+import geopandas as gpd
+from affine import Affine
+import numpy as np
+import pytest
+from pyproj import CRS
+from shapely.geometry import LineString, box
+
+from asgm.errors import AsgmError, InputFileError
+from asgm.imagery.local import LocalRasterSource
+from asgm.osm import OsmRasterizer, features_from_file, summarize_features
+from asgm.regions import PatchGrid
+from conftest import LEFT, TOP, write_raster
+
+UTM20 = CRS.from_epsg(32620)
+
+
+def features(*rows):
+    """A features table like osmnx's: one column per key, geometry in EPSG:32620."""
+    return gpd.GeoDataFrame([{k: v for k, v in tags.items()} for _, tags in rows], geometry=[g for g, _ in rows], crs=UTM20)
+
+
+def grid(size=10):
+    """A size x size grid at 10 m whose top-left corner is (LEFT, TOP)."""
+    return PatchGrid(UTM20, Affine(10, 0, LEFT, 0, -10, TOP), size, size)
+
+
+def test_polygon_burns_the_pixels_whose_centre_it_covers():
+    # Pixels (rows 1-2, cols 2-4) span x in [LEFT+20, LEFT+50], y in [TOP-30, TOP-10].
+    building = box(LEFT + 20, TOP - 30, LEFT + 50, TOP - 10)
+    mask = OsmRasterizer(features((building, {"building": "yes"})), UTM20).rasterize(grid())
+    expected = np.zeros((10, 10), np.uint8)
+    expected[1:3, 2:5] = 1
+    assert np.array_equal(mask[..., 2], expected)
+    assert mask[..., [0, 1, 3, 4]].sum() == 0, "a building must burn only the building channel"
+
+
+def test_line_burns_every_pixel_it_crosses():
+    road = LineString([(LEFT + 5, TOP - 45), (LEFT + 95, TOP - 45)])  # along row 4
+    mask = OsmRasterizer(features((road, {"highway": "track"})), UTM20).rasterize(grid())
+    assert mask[4, :, 0].tolist() == [1] * 10 and mask[..., 0].sum() == 10
+
+
+def test_features_outside_the_patch_burn_nothing():
+    far = box(LEFT + 5000, TOP - 5000, LEFT + 5100, TOP - 4900)
+    assert OsmRasterizer(features((far, {"landuse": "quarry"})), UTM20).rasterize(grid()).sum() == 0
+
+
+def test_osm_and_imagery_grids_agree_to_the_pixel(tmp_path):
+    """A bright roof and the OSM building traced on it must land on the same pixels of a patch."""
+    data = np.full((12, 60, 60), 900, np.uint16)
+    rows, cols = slice(21, 26), slice(33, 37)
+    data[:, rows, cols] = 3000
+    raster = write_raster(tmp_path / "roof.tif", data)
+    roof = box(LEFT + 33 * 10, TOP - 26 * 10, LEFT + 37 * 10, TOP - 21 * 10)
+    point = gpd.GeoDataFrame({"patch_id": ["p"]}, geometry=[roof.centroid], crs=UTM20).to_crs(4326)
+    with LocalRasterSource(raster, ("B2", "B3", "B4")) as source:
+        batch = source.read_patches(point, 16)
+    mask = OsmRasterizer(features((roof.buffer(-0.5), {"building": "yes"})), UTM20, ("building",)).rasterize(batch.grids[0])
+    bright = batch.data[0, ..., 0] == 3000
+    assert bright.sum() == 20 and np.array_equal(mask[..., 0].astype(bool), bright)
+
+
+def test_unknown_channel_is_refused():
+    with pytest.raises(AsgmError, match="unknown OSM channel.*railway"):
+        OsmRasterizer(features(), UTM20, ("highway", "railway"))
+
+
+OSM_XML = """<?xml version="1.0" encoding="UTF-8"?>
+<osm version="0.6">
+  <node id="1" lat="7.300" lon="-61.850"/><node id="2" lat="7.310" lon="-61.840"/>
+  <node id="3" lat="7.301" lon="-61.849"/><node id="4" lat="7.301" lon="-61.848"/><node id="5" lat="7.302" lon="-61.848"/>
+  <node id="6" lat="7.500" lon="-61.500"/><node id="7" lat="7.510" lon="-61.500"/>
+  <way id="10"><nd ref="1"/><nd ref="2"/><tag k="highway" v="track"/></way>
+  <way id="11"><nd ref="3"/><nd ref="4"/><nd ref="5"/><nd ref="3"/><tag k="landuse" v="quarry"/></way>
+  <way id="12"><nd ref="6"/><nd ref="7"/><tag k="waterway" v="river"/></way>
+  <way id="13"><nd ref="1"/><nd ref="3"/><tag k="railway" v="rail"/></way>
+</osm>
+"""
+
+
+def test_features_from_file_keeps_channel_keys_inside_the_boundary(tmp_path):
+    path = tmp_path / "area.osm"
+    path.write_text(OSM_XML)
+    gdf = features_from_file(path, box(-61.86, 7.29, -61.83, 7.32))
+    assert sorted(gdf["id"].tolist()) == [10, 11]  # river outside the boundary, railway not a channel
+    assert set(gdf.geom_type) == {"LineString", "Polygon"}
+    summary = summarize_features(gdf)
+    assert summary.loc["landuse", "polygons"] == 1 and summary.loc["highway", "lines"] == 1
+    assert summary.loc["building", "features"] == 0
+
+
+def test_unreadable_osm_file_names_the_file(tmp_path):
+    path = tmp_path / "broken.osm"
+    path.write_text("<osm><way id='1'><nd ref='99'/>")
+    with pytest.raises(InputFileError, match="broken.osm.*not a readable OSM XML"):
+        features_from_file(path, box(-62, 7, -61, 8))
+    with pytest.raises(InputFileError, match="OSM file not found"):
+        features_from_file(tmp_path / "missing.osm", box(-62, 7, -61, 8))
