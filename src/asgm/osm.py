@@ -133,13 +133,14 @@ class OsmRasterizer:
             raise AsgmError(f"unknown OSM channel(s) {unknown}; use names from {', '.join(OSM_CHANNELS)}")
         self.channels = tuple(channels)
         projected = features.to_crs(crs)
-        self._layers = []
+        #: Per channel, the geometries carrying its key, in the patches' CRS.
+        self.layers: list[gpd.GeoSeries] = []
         for key in self.channels:
             layer = projected[projected[key].notna()] if key in projected else projected.iloc[:0]
             layer = layer[~layer.geometry.is_empty & layer.geometry.notna()]
-            self._layers.append(layer.geometry.reset_index(drop=True))
+            self.layers.append(layer.geometry.reset_index(drop=True))
         digest = hashlib.sha256(str(CRS.from_user_input(crs)).encode())
-        for layer in self._layers:
+        for layer in self.layers:
             digest.update(b"".join(shapely.to_wkb(layer.to_numpy())))
             digest.update(b"|")
         #: Changes whenever the burned masks could change.
@@ -149,7 +150,7 @@ class OsmRasterizer:
         """Return the (H, W, C) uint8 mask of every channel on ``grid`` (1 where a feature lies)."""
         out = np.zeros((grid.height, grid.width, len(self.channels)), dtype=np.uint8)
         window = box(*grid.bounds)
-        for c, geoms in enumerate(self._layers):
+        for c, geoms in enumerate(self.layers):
             hits = geoms.sindex.query(window, predicate="intersects")
             if len(hits):
                 out[..., c] = rasterize(
