@@ -113,3 +113,14 @@ def test_missing_dataset_file(tmp_path):
     (path / "index.csv").unlink()
     with pytest.raises(InputFileError, match="index.csv: missing from the dataset directory"):
         read_dataset(path)
+
+
+def test_adding_a_patch_size_does_not_rebuild_existing_datasets(scene, tmp_path):
+    source, rasterizer = scene
+    pts = points_at([(45, 45)])
+    build_dataset(pts, source, rasterizer, 16, tmp_path / "ds", QC, progress=False)
+    stamp = (tmp_path / "ds" / "patches.npy").stat().st_mtime_ns
+    build_dataset(pts, source, rasterizer, 16, tmp_path / "ds", PatchConfig(sizes=(16, 32), chunk_size=7), progress=False)
+    assert (tmp_path / "ds" / "patches.npy").stat().st_mtime_ns == stamp
+    build_dataset(pts, source, rasterizer, 16, tmp_path / "ds", PatchConfig(sizes=(16,), max_cloud_fraction=0.5), progress=False)
+    assert (tmp_path / "ds" / "patches.npy").stat().st_mtime_ns != stamp, "a quality setting changed: rebuild"

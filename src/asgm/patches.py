@@ -206,7 +206,8 @@ def _build_key(points: gpd.GeoDataFrame, source: ImagerySource, rasterizer: OsmR
     h = hashlib.sha256()
     h.update(pd.util.hash_pandas_object(points[["patch_id", "label"]], index=False).to_numpy().tobytes())
     h.update(np.round(points.get_coordinates().to_numpy(), 7).tobytes())
-    h.update(json.dumps([source.fingerprint, rasterizer.fingerprint if rasterizer else None, patch_size, repr(qc)]).encode())
+    quality = [qc.resolution_m, qc.max_nodata_fraction, qc.max_cloud_fraction, qc.cloud_blue_reflectance]  # not sizes: adding one must not rebuild the others
+    h.update(json.dumps([source.fingerprint, rasterizer.fingerprint if rasterizer else None, patch_size, quality]).encode())
     return h.hexdigest()[:16]
 
 
