@@ -84,7 +84,7 @@ def plot_osm_features(features: gpd.GeoDataFrame, boundary: gpd.GeoSeries, chann
         if len(sub):
             sub.plot(ax=ax, color=OSM_COLOURS[key], edgecolor=OSM_COLOURS[key], linewidth=1.2, alpha=0.85)
         handles.append(Patch(color=OSM_COLOURS[key], label=f"{key} ({len(sub)})"))
-    ax.legend(handles=handles, loc="lower right")
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1))
     ax.set_title(title + (f"\n{SYNTHETIC_LABEL}" if synthetic else ""))
     ax.set_axis_off()
     return fig
@@ -100,7 +100,7 @@ def plot_sampling_points(points: gpd.GeoDataFrame, boundary: gpd.GeoSeries, titl
         sub = projected[projected["category"] == category]
         if len(sub):
             sub.plot(ax=ax, color=colour, markersize=14, label=f"{category} ({len(sub)})")
-    ax.legend(loc="lower right")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1))
     ax.set_title(title + (f"\n{SYNTHETIC_LABEL}" if synthetic else ""))
     ax.set_axis_off()
     return fig
