@@ -100,6 +100,39 @@ class PatchConfig:
 
 
 @dataclass(frozen=True)
+class TrainingConfig:
+    """How a model is trained and evaluated (see :mod:`asgm.train`)."""
+
+    #: A key of ``asgm.models.ARCHITECTURES``: ``thesis_cnn`` or ``bn_cnn``.
+    architecture: str = "thesis_cnn"
+    #: Channels the model sees, in order; null: all of the dataset's.
+    channels: tuple[str, ...] | None = None
+    epochs: int = 60
+    batch_size: int = 32
+    learning_rate: float = 3e-4
+    #: Epochs without a better validation PR-AUC before training stops (best weights are kept).
+    patience: int = 10
+    #: Weight each class by n / (2 n_c) in the loss.
+    class_weights: bool = False
+    #: Random 90° rotations and flips of training patches (exact for 0/1 OSM masks).
+    augment: bool = True
+    #: Standardise each band with the training patches' mean and variance (inside the model).
+    standardize: bool = False
+    #: Members of the ensemble (their mean probability is the prediction); 1: a single model.
+    ensemble: int = 1
+    #: Shares of train, validation and test patches.
+    split: tuple[float, ...] = (0.7, 0.15, 0.15)
+    #: Minimum distance between patches of different splits; null: the patch diagonal, so no
+    #: held-out patch overlaps a training patch.
+    min_distance_m: float | None = None
+    seed: int = 0
+    #: Replicates of the block bootstrap behind every confidence interval.
+    bootstrap: int = 1000
+    #: Specificity of the second, stricter operating point (threshold chosen on validation).
+    min_specificity: float = 0.95
+
+
+@dataclass(frozen=True)
 class Profile:
     name: str
     root: Path
@@ -110,6 +143,7 @@ class Profile:
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     patches: PatchConfig = field(default_factory=PatchConfig)
     synthetic: SyntheticConfig | None = None
+    training: TrainingConfig = field(default_factory=TrainingConfig)
 
     @property
     def contextual_dir(self) -> Path:
@@ -125,6 +159,10 @@ class Profile:
 
     def dataset_dir(self, patch_size: int) -> Path:
         return self.root / "data" / "training_data" / f"{self.name}_{patch_size}px"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.root / "models" / self.name
 
     @property
     def figures_dir(self) -> Path:
@@ -143,6 +181,7 @@ SECTIONS = {
     "sampling": SamplingConfig,
     "patches": PatchConfig,
     "synthetic": SyntheticConfig,
+    "training": TrainingConfig,
 }
 
 
@@ -237,6 +276,12 @@ def _coerce(value: Any, hint: Any, setting: str, root: Path, source: Path) -> An
             if isinstance(value, str):
                 value = [v.strip() for v in value.split(",")]
             return tuple(args[0](v) for v in value)
+        if hint is bool:
+            if isinstance(value, str) and value.lower() in ("true", "false"):
+                return value.lower() == "true"
+            if not isinstance(value, bool):
+                raise ValueError(value)
+            return value
         if hint is float:
             return float(value)
         if hint is int:
@@ -274,3 +319,47 @@ def _validate(prof: Profile) -> None:
     for name in ("max_nodata_fraction", "max_cloud_fraction"):
         if not 0 <= getattr(prof.patches, name) <= 1:
             raise ConfigError(f"patches.{name}", "must be between 0 and 1", "give a fraction", src)
+    _validate_training(prof.training, src)
+
+
+def _validate_training(t: TrainingConfig, src: Path | None) -> None:
+    unknown = [c for c in t.channels or () if c not in S2_BANDS and c not in OSM_CHANNELS]
+    if unknown:
+        raise ConfigError("training.channels", f"unknown channel(s) {unknown}", f"use names from {', '.join(S2_BANDS + OSM_CHANNELS)}, or null for all", src)
+    if len(t.split) != 3 or min(t.split) < 0 or abs(sum(t.split) - 1) > 1e-6 or t.split[0] == 0:
+        raise ConfigError("training.split", f"invalid shares {list(t.split)}", "give [train, validation, test] shares summing to 1, e.g. [0.7, 0.15, 0.15]", src)
+    for name in ("epochs", "batch_size", "ensemble", "bootstrap"):
+        if getattr(t, name) < 1:
+            raise ConfigError(f"training.{name}", "must be at least 1", "give a positive whole number", src)
+    if not 0 < t.min_specificity < 1:
+        raise ConfigError("training.min_specificity", "must be between 0 and 1", "give a fraction, e.g. 0.95", src)
+
+
+def load_training(path: str | Path, **overrides: Any) -> TrainingConfig:
+    """Training settings from a YAML file: a profile (its ``training`` section) or a bare mapping of
+    training keys. ``overrides`` (non-None) replace the file's values.
+
+    Raises
+    ------
+    InputFileError, ConfigError
+        Unreadable file, unknown key or invalid value.
+    """
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise InputFileError(path, "training config not found", "give an existing YAML file, e.g. configs/demo.yaml") from None
+    except yaml.YAMLError as exc:
+        raise InputFileError(path, f"not valid YAML ({exc})", "fix the YAML syntax at the line shown") from None
+    if not isinstance(raw, dict):
+        raise InputFileError(path, "must be a mapping", "give a profile or a mapping of training keys (see TrainingConfig)")
+    values = raw.get("training", {} if "profile" in raw or "region" in raw else raw) or {}
+    return training_config({**values, **overrides}, path)
+
+
+def training_config(values: dict[str, Any], source: Path | None = None) -> TrainingConfig:
+    """Validated training settings from a mapping (``None`` values keep the defaults)."""
+    values = {k: v for k, v in values.items() if v is not None}
+    t = _build(TrainingConfig, values, "training", source.parent if source else Path.cwd(), source)
+    _validate_training(t, source)
+    return t

@@ -7,6 +7,7 @@ from pathlib import Path
 import geopandas as gpd
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import rasterio
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
@@ -143,4 +144,108 @@ def plot_patch_grid(dataset: Dataset, per_class: int = 6, seed: int = 0) -> Figu
     synthetic = f" — {SYNTHETIC_LABEL}" if dataset.meta.get("synthetic") else ""
     fig.suptitle(f"{size} px patches: mines (top), non-mines (bottom); OSM channels in colour{synthetic}", fontsize=10)
     fig.tight_layout(rect=(0, 0.05, 1, 0.94), h_pad=2.0)
+    return fig
+
+
+def _suptitle(fig: Figure, title: str) -> None:
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+
+
+def plot_learning_curves(history: pd.DataFrame, title: str = "") -> Figure:
+    """Training and validation loss and PR-AUC per epoch (one line per ensemble member)."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for member, h in history.groupby("member") if "member" in history else [(0, history)]:
+        suffix = f" (member {member})" if history.get("member", pd.Series([0])).nunique() > 1 else ""
+        for ax, metric in zip(axes, ("loss", "pr_auc")):
+            ax.plot(h["epoch"], h[metric], color="#1f77b4", alpha=0.8, label=f"train{suffix}")
+            ax.plot(h["epoch"], h[f"val_{metric}"], color="#d62728", alpha=0.8, label=f"validation{suffix}")
+    for ax, label in zip(axes, ("binary cross-entropy", "PR-AUC")):
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    handles, labels = axes[0].get_legend_handles_labels()
+    unique = dict(zip(labels, handles))
+    axes[0].legend(unique.values(), unique.keys(), fontsize=8)
+    _suptitle(fig, f"Learning curves — {title}")
+    return fig
+
+
+def plot_test_curves(y: np.ndarray, p: np.ndarray, threshold: float, title: str = "") -> Figure:
+    """Precision–recall and ROC curves of the test split, with the validation-chosen operating point."""
+    from asgm.evaluate import binary_metrics, curves
+
+    c, m = curves(y, p), binary_metrics(y, p, threshold)
+    fig, (ax_pr, ax_roc) = plt.subplots(1, 2, figsize=(10, 4.2))
+    ax_pr.plot(c["recall"], c["precision"], color="#1f77b4", label=f"AP {m['average_precision']:.3f}")
+    ax_pr.axhline(np.mean(y), color="grey", linestyle=":", label=f"no skill ({np.mean(y):.2f})")
+    ax_pr.plot(m["sensitivity"], m["precision"], "o", color="#d62728", label=f"threshold {threshold:.2f} (from validation)")
+    ax_pr.set(xlabel="recall (sensitivity)", ylabel="precision", xlim=(0, 1.02), ylim=(0, 1.02), title="Precision–recall (test)")
+    ax_roc.plot(c["fpr"], c["tpr"], color="#1f77b4", label=f"ROC-AUC {m['roc_auc']:.3f}")
+    ax_roc.plot([0, 1], [0, 1], color="grey", linestyle=":", label="no skill")
+    ax_roc.plot(1 - m["specificity"], m["sensitivity"], "o", color="#d62728", label=f"threshold {threshold:.2f}")
+    ax_roc.set(xlabel="false-positive rate (1 − specificity)", ylabel="sensitivity", xlim=(-0.02, 1), ylim=(0, 1.02), title="ROC (test)")
+    for ax in (ax_pr, ax_roc):
+        ax.legend(fontsize=8, loc="lower left" if ax is ax_pr else "lower right")
+        ax.grid(alpha=0.3)
+    _suptitle(fig, f"{title} — {len(y)} test patches ({int(np.sum(y))} mines)")
+    return fig
+
+
+def plot_confusion_matrix(table: pd.DataFrame, title: str = "") -> Figure:
+    """Test confusion matrix from a bootstrap table (counts with 95 % block-bootstrap intervals)."""
+    cells = np.array([["tn", "fp"], ["fn", "tp"]])
+    counts = np.vectorize(lambda k: table.loc[k, "value"])(cells)
+    fig, ax = plt.subplots(figsize=(4.6, 4))
+    ax.imshow(counts, cmap="Blues")
+    for (r, c), key in np.ndenumerate(cells):
+        row = table.loc[key]
+        colour = "white" if counts[r, c] > counts.max() / 2 else "black"
+        ax.text(c, r, f"{key.upper()}\n{row['value']:.0f}\n[{row['ci_low']:.0f}, {row['ci_high']:.0f}]", ha="center", va="center", color=colour)
+    ax.set_xticks([0, 1], ["non-mine", "mine"])
+    ax.set_yticks([0, 1], ["non-mine", "mine"])
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    _suptitle(fig, f"Confusion matrix (test) — {title}\n95 % block-bootstrap intervals")
+    return fig
+
+
+def plot_threshold_choice(y: np.ndarray, p: np.ndarray, thresholds: dict, title: str = "") -> Figure:
+    """F1, precision and recall against the threshold on the validation split, with the chosen thresholds."""
+    from sklearn.metrics import precision_recall_curve
+
+    precision, recall, t = precision_recall_curve(y, p)
+    precision, recall = precision[:-1], recall[:-1]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f1 = np.nan_to_num(2 * precision * recall / (precision + recall))
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    ax.plot(t, precision, label="precision", color="#2ca02c")
+    ax.plot(t, recall, label="recall", color="#ff7f0e")
+    ax.plot(t, f1, label="F1", color="#1f77b4", linewidth=2)
+    styles = {"f1": ("#1f77b4", "max F1"), "f0_5": ("#9467bd", "max F0.5"), "specificity": ("#d62728", "specificity ≥ {:.2f}")}
+    for key, (colour, label) in styles.items():
+        if key in thresholds:
+            value = thresholds[key]["threshold"]
+            ax.axvline(value, color=colour, linestyle="--", label=f"{label.format(thresholds[key].get('min_specificity', 0))}: {value:.2f}")
+    ax.set(xlabel="threshold (probability of mine)", ylabel="score on validation", xlim=(0, 1), ylim=(0, 1.02))
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
+    ax.grid(alpha=0.3)
+    _suptitle(fig, f"Threshold choice on the validation split — {title}")
+    return fig
+
+
+def plot_metric_intervals(tables: dict[str, pd.DataFrame], metrics: tuple[str, ...] = ("roc_auc", "average_precision", "sensitivity", "specificity", "f1"), title: str = "") -> Figure:
+    """Each experiment's test metrics as points with 95 % block-bootstrap intervals, one panel per metric."""
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3 * len(metrics), 0.5 * len(tables) + 1.6), sharey=True)
+    names = list(tables)
+    for ax, metric in zip(np.atleast_1d(axes), metrics):
+        for i, name in enumerate(names):
+            row = tables[name].loc[metric]
+            ax.errorbar(row["value"], i, xerr=[[row["value"] - row["ci_low"]], [row["ci_high"] - row["value"]]], fmt="o", color="#1f77b4", capsize=3)
+        ax.set_title(metric.replace("_", " "), fontsize=9)
+        ax.set_xlim(-0.02, 1.02)
+        ax.grid(alpha=0.3, axis="x")
+    np.atleast_1d(axes)[0].set_yticks(range(len(names)), names)
+    np.atleast_1d(axes)[0].invert_yaxis()
+    _suptitle(fig, f"Test metrics with 95 % block-bootstrap intervals — {title}")
     return fig

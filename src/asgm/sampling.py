@@ -184,3 +184,91 @@ def sampling_points(profile: Profile) -> gpd.GeoDataFrame:
     with atomic_path(profile.sampling_points_path) as tmp:
         points.to_file(tmp, driver="GeoJSON")
     return points
+
+
+#: Mean Earth radius (m), for distances between points given in longitude and latitude.
+EARTH_RADIUS_M = 6_371_008.8
+SPLITS = ("train", "validation", "test")
+
+
+def _earth_xyz(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+    """Points on a sphere (m): straight-line distances equal great-circle distances to within
+    1e-6 at patch scales, anywhere on Earth and across UTM zones."""
+    lon, lat = np.radians(np.asarray(lon, float)), np.radians(np.asarray(lat, float))
+    return EARTH_RADIUS_M * np.column_stack([np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)])
+
+
+def spatial_blocks(lon: np.ndarray, lat: np.ndarray, min_distance_m: float) -> np.ndarray:
+    """Group points so that any two points in different groups are at least ``min_distance_m`` apart.
+
+    Groups are the connected components of the graph linking points closer than ``min_distance_m``
+    (single linkage), so a chain of nearby points forms one block.
+
+    Returns
+    -------
+    numpy.ndarray
+        Block number of each point (0 … n_blocks − 1).
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    xyz = _earth_xyz(lon, lat)
+    pairs = cKDTree(xyz).query_pairs(min_distance_m * (1 - 1e-9), output_type="ndarray")
+    n = len(xyz)
+    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
+    return connected_components(graph, directed=False)[1]
+
+
+def min_distance_between(lon_a, lat_a, lon_b, lat_b) -> float:
+    """Smallest distance (m) from any point of set A to any point of set B."""
+    if len(lon_a) == 0 or len(lon_b) == 0:
+        return math.inf
+    return float(cKDTree(_earth_xyz(lon_a, lat_a)).query(_earth_xyz(lon_b, lat_b))[0].min())
+
+
+def spatial_split(index: pd.DataFrame, min_distance_m: float, fractions: tuple[float, float, float] = (0.7, 0.15, 0.15), seed: int = 0) -> pd.DataFrame:
+    """Split patches into train / validation / test by spatial blocks.
+
+    Blocks from :func:`spatial_blocks` are shuffled (seeded) and each goes, whole, to the split
+    furthest below its target share of mines and non-mines. No validation or test point is then
+    closer than ``min_distance_m`` to a training point; with ``min_distance_m`` at least the patch
+    diagonal, no held-out patch overlaps a training patch.
+
+    Parameters
+    ----------
+    index
+        Dataset index with ``lon``, ``lat`` and ``label``.
+    min_distance_m
+        Minimum distance between points of different splits.
+    fractions
+        Target shares of train, validation and test (by patches, per class).
+    seed
+        Seed of the block order.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``split`` (train / validation / test) and ``block`` of each row, on ``index``'s index.
+    """
+    fractions = np.asarray(fractions, float)
+    if fractions.shape != (3,) or (fractions < 0).any() or not math.isclose(fractions.sum(), 1.0, abs_tol=1e-6):
+        raise AsgmError(f"split fractions {fractions.tolist()} must be three non-negative shares summing to 1 (train, validation, test)")
+    blocks = spatial_blocks(index["lon"].to_numpy(), index["lat"].to_numpy(), min_distance_m)
+    labels = index["label"].to_numpy().astype(int)
+    # per block: number of non-mines and mines
+    counts = np.zeros((blocks.max() + 1, 2))
+    np.add.at(counts, (blocks, labels), 1)
+    targets = fractions[:, None] * counts.sum(axis=0)[None, :]  # (split, class)
+    filled = np.zeros_like(targets)
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(counts))
+    # large blocks first (stable in the shuffled order), so the small ones even out the shares
+    order = order[np.argsort(-counts[order].sum(axis=1), kind="stable")]
+    assignment = np.empty(len(counts), dtype=int)
+    for b in order:
+        deficit = ((targets - filled) / np.maximum(targets, 1) * counts[b]).sum(axis=1)
+        deficit[fractions == 0] = -np.inf
+        split = int(np.argmax(deficit))
+        assignment[b] = split
+        filled[split] += counts[b]
+    return pd.DataFrame({"split": np.asarray(SPLITS)[assignment[blocks]], "block": blocks}, index=index.index)

@@ -1,0 +1,124 @@
+"""Apply a trained model directory to a dataset directory.
+
+``python -m asgm.predict --model_directory DIR/NAME --input_directory DATASET --output FILE.csv``
+writes ``patch_id, probability, prediction`` (prediction: probability ≥ the saved threshold).
+The dataset must hold every channel the model was trained on, by name; extra channels are ignored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from asgm.atomic import atomic_path
+from asgm.errors import AsgmError, InputFileError
+from asgm.models import normalize_patches
+from asgm.patches import Dataset, read_dataset
+from asgm.train import MODEL_FILES
+
+
+@dataclass
+class TrainedModel:
+    """A model directory read back: the Keras model, its ``config.json`` and ``threshold.json``."""
+
+    path: Path
+    model: keras.Model
+    config: dict
+    thresholds: dict
+
+    @property
+    def channels(self) -> list[str]:
+        return list(self.config["channels"])
+
+    @property
+    def patch_size(self) -> int:
+        return int(self.config["patch_size"])
+
+    @property
+    def threshold(self) -> float:
+        return float(self.thresholds["threshold"])
+
+    def check_dataset(self, dataset: Dataset) -> None:
+        """Raise if ``dataset`` lacks one of the model's channels or has another patch size."""
+        missing = [c for c in self.channels if c not in dataset.channels]
+        if missing:
+            raise InputFileError(dataset.path / "dataset.json",
+                                 f"lacks channel(s) {missing} that the model {self.path.name} needs.\n"
+                                 f"  dataset channels: {dataset.channels}\n  model channels:   {self.channels}",
+                                 "build the dataset with the model's bands and OSM channels, or use a model trained on this dataset's channels")
+        if int(dataset.meta["patch_size"]) != self.patch_size:
+            raise InputFileError(dataset.path / "dataset.json", f"patch size {dataset.meta['patch_size']} px, but the model takes {self.patch_size} px",
+                                 "use a dataset of the model's patch size (or scan a region with asgm.scan)")
+
+    def predict(self, dataset: Dataset, batch_size: int = 256, progress: bool = True) -> np.ndarray:
+        """Probability of mine for every patch of ``dataset`` (read in batches, so memory stays small)."""
+        self.check_dataset(dataset)
+        scale = float(dataset.meta["scale"])
+        out = np.empty(len(dataset), dtype=np.float32)
+        for start in tqdm(range(0, len(dataset), batch_size), desc="predict", unit="batch", disable=not progress):
+            x = normalize_patches(dataset.patches[start:start + batch_size], dataset.channels, scale, self.channels)
+            out[start:start + len(x)] = np.asarray(self.model(x, training=False)).ravel()
+        return out
+
+
+def load_trained_model(model_directory: str | Path) -> TrainedModel:
+    """Read a model directory written by :func:`asgm.train.train_experiment`.
+
+    Raises
+    ------
+    InputFileError
+        A file is missing or unreadable.
+    """
+    path = Path(model_directory)
+    for name in MODEL_FILES:
+        if not (path / name).is_file():
+            raise InputFileError(path / name, "missing from the model directory", "train the model (python -m asgm.train …) or point at a complete model directory")
+    try:
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+        thresholds = json.loads((path / "threshold.json").read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise InputFileError(path, f"config.json or threshold.json is not valid JSON ({exc})", "retrain the model") from None
+    try:
+        model = keras.models.load_model(path / "model.keras", compile=False)
+    except (ValueError, OSError) as exc:
+        raise InputFileError(path / "model.keras", f"cannot be loaded ({exc})", "retrain the model with this version of asgm and Keras") from None
+    return TrainedModel(path, model, config, thresholds)
+
+
+def predict_dataset(model_directory: str | Path, input_directory: str | Path, output: str | Path, progress: bool = True) -> pd.DataFrame:
+    """Write ``patch_id, probability, prediction`` for every patch of a dataset to ``output`` (CSV)."""
+    trained = load_trained_model(model_directory)
+    dataset = read_dataset(input_directory)
+    probability = trained.predict(dataset, progress=progress)
+    table = pd.DataFrame({"patch_id": dataset.index["patch_id"], "probability": probability,
+                          "prediction": (probability >= trained.threshold).astype(int)})
+    with atomic_path(output) as tmp:
+        table.to_csv(tmp, index=False)
+    return table
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m asgm.predict", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model_directory", required=True, type=Path, help="a model directory written by asgm.train")
+    parser.add_argument("--input_directory", required=True, type=Path, help="dataset directory (patches.npy, index.csv, dataset.json)")
+    parser.add_argument("--output", required=True, type=Path, help="CSV to write")
+    args = parser.parse_args(argv)
+    try:
+        table = predict_dataset(args.model_directory, args.input_directory, args.output)
+    except AsgmError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{args.output}: {len(table)} patches, {int(table['prediction'].sum())} predicted mines")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

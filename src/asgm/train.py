@@ -1,0 +1,341 @@
+"""Training with a spatially blocked split, and the model directory.
+
+``python -m asgm.train --input_directory DATASET --output_directory DIR --experiment_name NAME``
+trains on a dataset directory and writes ``DIR/NAME/``:
+
+- ``model.keras`` — the Keras model (an ensemble is one model averaging its members);
+- ``config.json`` — channels, normalisation, patch size, training settings and the split;
+- ``threshold.json`` — thresholds chosen on the validation split only;
+- ``metrics.json`` — test metrics with block-bootstrap 95 % confidence intervals;
+- ``predictions.csv`` — ``patch_id, split, block, probability, label`` of every patch;
+- ``history.csv`` and ``figures/`` — learning curves, test PR/ROC curves, confusion matrix.
+
+A rerun with the same dataset and settings finds the finished directory and does nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import math
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import keras
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from asgm import evaluate, plots
+from asgm.atomic import atomic_path
+from asgm.config import TrainingConfig, load_training, training_config
+from asgm.errors import AsgmError, InputFileError
+from asgm.models import band_statistics, build_model, ensemble, normalize_patches
+from asgm.patches import Dataset, read_dataset
+from asgm.sampling import spatial_split
+
+MODEL_FILES = ("model.keras", "config.json", "threshold.json", "metrics.json", "predictions.csv")
+
+
+class AugmentedBatches(keras.utils.PyDataset):
+    """Shuffled training batches ``(x, y, sample_weight)``; with ``augment``, each patch is rotated
+    by a random multiple of 90° and flipped at random (the 8 symmetries of the square: no
+    interpolation, so 0/1 OSM masks stay exact). Deterministic for a given seed."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, weights: np.ndarray, batch_size: int, seed: int, augment: bool = True):
+        super().__init__()
+        self.x, self.y, self.weights = x, y.astype(np.float32), weights.astype(np.float32)
+        self.batch_size, self.seed, self.augment = batch_size, seed, augment
+        self.epoch = 0
+        self.order = np.random.default_rng([seed, 0]).permutation(len(x))
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.x) / self.batch_size)
+
+    def __getitem__(self, i: int):
+        rows = self.order[i * self.batch_size:(i + 1) * self.batch_size]
+        x = self.x[rows]
+        if self.augment:
+            x = dihedral(x, np.random.default_rng([self.seed, self.epoch, i]).integers(0, 8, len(rows)))
+        return x, self.y[rows], self.weights[rows]
+
+    def on_epoch_end(self) -> None:
+        self.epoch += 1
+        self.order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.x))
+
+
+def dihedral(x: np.ndarray, transform: np.ndarray) -> np.ndarray:
+    """Apply to each patch of (N, H, W, C) one of the 8 symmetries of the square: ``transform % 4``
+    quarter turns, then a left-right flip when ``transform >= 4``."""
+    out = np.empty_like(x)
+    for t in np.unique(transform):
+        rows = transform == t
+        turned = np.rot90(x[rows], k=int(t) % 4, axes=(1, 2))
+        out[rows] = turned[:, :, ::-1] if t >= 4 else turned
+    return out
+
+
+def class_weights(labels: np.ndarray) -> dict[int, float]:
+    """Weights n / (2 · n_c) of non-mines (0) and mines (1), so both classes weigh the same in the loss."""
+    labels = np.asarray(labels).astype(int)
+    n = len(labels)
+    return {c: n / (2 * max(int((labels == c).sum()), 1)) for c in (0, 1)}
+
+
+class EpochProgress(keras.callbacks.Callback):
+    """One progress bar per training run, advanced each epoch, showing loss and validation PR-AUC."""
+
+    def __init__(self, epochs: int, description: str, enabled: bool = True):
+        super().__init__()
+        self.bar = tqdm(total=epochs, desc=description, unit="epoch", disable=not enabled, leave=False)
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        self.bar.set_postfix(loss=f"{logs.get('loss', float('nan')):.3f}", val_pr_auc=f"{logs.get('val_pr_auc', float('nan')):.3f}")
+        self.bar.update(1)
+
+    def on_train_end(self, logs=None):
+        self.bar.close()
+
+
+def default_min_distance(dataset: Dataset) -> float:
+    """The patch diagonal (m): held-out patches at least this far from every training patch
+    cannot overlap one, whatever their grids' orientation."""
+    return dataset.meta["patch_size"] * float(dataset.meta.get("resolution_m", 10.0)) * math.sqrt(2)
+
+
+def _dataset_fingerprint(dataset: Dataset) -> str:
+    if "build_key" in dataset.meta:
+        return dataset.meta["build_key"]
+    h = hashlib.sha256((dataset.path / "index.csv").read_bytes())
+    with open(dataset.path / "patches.npy", "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 24), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def _training_key(dataset: Dataset, config: TrainingConfig) -> str:
+    settings = json.dumps(dataclasses.asdict(config), sort_keys=True, default=str)
+    return hashlib.sha256(f"{_dataset_fingerprint(dataset)}|{settings}|keras {keras.__version__}".encode()).hexdigest()[:16]
+
+
+def is_complete(model_dir: Path, key: str | None = None) -> bool:
+    """Whether ``model_dir`` holds every model file (and, given ``key``, was trained with it)."""
+    if not all((model_dir / f).is_file() for f in MODEL_FILES):
+        return False
+    return key is None or json.loads((model_dir / "config.json").read_text(encoding="utf-8")).get("training_key") == key
+
+
+def _fit_member(x, y, split, config: TrainingConfig, channels, seed: int, description: str, progress: bool):
+    keras.utils.set_random_seed(seed)
+    train, val = split == "train", split == "validation"
+    statistics = band_statistics(x[train], channels) if config.standardize else None
+    model = build_model(config.architecture, x.shape[1:], statistics, config.learning_rate)
+    weights = np.ones(train.sum())
+    if config.class_weights:
+        cw = class_weights(y[train])
+        weights = np.where(y[train] == 1, cw[1], cw[0])
+    batches = AugmentedBatches(x[train], y[train], weights, config.batch_size, seed, config.augment)
+    stop = keras.callbacks.EarlyStopping(monitor="val_pr_auc", mode="max", patience=config.patience, restore_best_weights=True)
+    history = model.fit(batches, validation_data=(x[val], y[val].astype(np.float32)), epochs=config.epochs, verbose=0,
+                        callbacks=[stop, EpochProgress(config.epochs, description, progress)])
+    frame = pd.DataFrame(history.history)
+    frame.insert(0, "epoch", np.arange(1, len(frame) + 1))
+    return model, frame, int(stop.best_epoch) + 1
+
+
+def train_experiment(dataset: Dataset | str | Path, output_directory: str | Path, experiment_name: str,
+                     config: TrainingConfig | None = None, progress: bool = True, force: bool = False) -> Path:
+    """Train, choose thresholds on validation, evaluate on test, and write the model directory.
+
+    Parameters
+    ----------
+    dataset
+        A dataset directory (or one read with :func:`asgm.patches.read_dataset`).
+    output_directory, experiment_name
+        The model directory is ``output_directory / experiment_name``.
+    config
+        Training settings (default: :class:`~asgm.config.TrainingConfig` defaults).
+    progress
+        Show progress bars.
+    force
+        Retrain even when a finished directory with the same dataset and settings exists.
+
+    Returns
+    -------
+    pathlib.Path
+        The model directory.
+
+    Raises
+    ------
+    AsgmError
+        Unknown channels or architecture, or a split without both classes in validation or test.
+    """
+    config = config or TrainingConfig()
+    dataset = dataset if isinstance(dataset, Dataset) else read_dataset(dataset)
+    model_dir = Path(output_directory) / experiment_name
+    key = _training_key(dataset, config)
+    if not force and is_complete(model_dir, key):
+        return model_dir
+
+    channels = list(config.channels or dataset.channels)
+    x = normalize_patches(dataset.patches, dataset.channels, float(dataset.meta["scale"]), channels)
+    index = dataset.index
+    y = index["label"].to_numpy().astype(int)
+    min_distance = config.min_distance_m or default_min_distance(dataset)
+    assigned = spatial_split(index, min_distance, tuple(config.split), config.seed)
+    split = assigned["split"].to_numpy()
+    for part in ("validation", "test"):
+        labels = set(y[split == part].tolist())
+        if labels != {0, 1}:
+            raise AsgmError(f"{dataset.path}: the {part} split holds label(s) {sorted(labels)} only ({(split == part).sum()} patches); "
+                            "it needs mines and non-mines. Use a larger dataset, larger validation/test shares "
+                            "(training.split), or another training.seed.")
+
+    members, histories, best_epochs = [], [], []
+    for m in range(config.ensemble):
+        description = experiment_name if config.ensemble == 1 else f"{experiment_name} [{m + 1}/{config.ensemble}]"
+        model, history, best = _fit_member(x, y, split, config, channels, config.seed + 1000 * m, description, progress)
+        history.insert(0, "member", m)
+        members.append(model)
+        histories.append(history)
+        best_epochs.append(best)
+    model = ensemble(members)
+    probability = model.predict(x, batch_size=256, verbose=0).ravel()
+
+    val, test = split == "validation", split == "test"
+    f1_threshold, f1_val = evaluate.f_beta_threshold(y[val], probability[val], 1.0)
+    f05_threshold, f05_val = evaluate.f_beta_threshold(y[val], probability[val], 0.5)
+    strict_threshold = evaluate.specificity_threshold(y[val], probability[val], config.min_specificity)
+    blocks = assigned["block"].to_numpy()
+    tables = {
+        "f1": evaluate.block_bootstrap(y[test], probability[test], blocks[test], f1_threshold, config.bootstrap, config.seed),
+        "specificity": evaluate.block_bootstrap(y[test], probability[test], blocks[test], strict_threshold, config.bootstrap, config.seed),
+    }
+    synthetic = bool(dataset.meta.get("synthetic", False))
+    thresholds = {
+        "threshold": f1_threshold,
+        "chosen_by": "maximum F1 on the validation split",
+        "f1": {"threshold": f1_threshold, "validation_f1": f1_val},
+        "f0_5": {"threshold": f05_threshold, "validation_f0_5": f05_val},
+        "specificity": {"threshold": strict_threshold, "min_specificity": config.min_specificity},
+    }
+    metrics = {
+        "synthetic": synthetic,
+        "dataset": str(dataset.path),
+        "patches": {part: int((split == part).sum()) for part in ("train", "validation", "test")},
+        "mines": {part: int(y[split == part].sum()) for part in ("train", "validation", "test")},
+        "test": _table_json(tables["f1"]) | {"threshold": f1_threshold},
+        "test_at_specificity": _table_json(tables["specificity"]) | {"threshold": strict_threshold},
+        "validation": evaluate.binary_metrics(y[val], probability[val], f1_threshold),
+        "bootstrap": {"replicates": config.bootstrap, "level": 0.95, "resampled": "spatial blocks",
+                      "test_blocks": int(tables["f1"]["n_blocks"].iloc[0])},
+        "best_epochs": best_epochs,
+    }
+    model_config = {
+        "training_key": key,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "channels": channels,
+        "normalization": {"bands": "clip(x / scale, 0, 1)", "scale": float(dataset.meta["scale"]), "osm": "0/1 as stored",
+                          "standardize": config.standardize},
+        "patch_size": int(dataset.meta["patch_size"]),
+        "resolution_m": float(dataset.meta.get("resolution_m", 10.0)),
+        "dataset": {"path": str(dataset.path), "fingerprint": _dataset_fingerprint(dataset), "synthetic": synthetic,
+                    "profile": dataset.meta.get("profile")},
+        "training": dataclasses.asdict(config),
+        "split": {"fractions": list(config.split), "min_distance_m": min_distance, "seed": config.seed,
+                  "patch_ids": {part: index.loc[split == part, "patch_id"].tolist() for part in ("train", "validation", "test")}},
+    }
+    predictions = pd.DataFrame({"patch_id": index["patch_id"], "split": split, "block": blocks,
+                                "probability": probability, "label": y})
+    history = pd.concat(histories, ignore_index=True)
+
+    with atomic_path(model_dir) as tmp:
+        (tmp / "figures").mkdir(parents=True)
+        model.save(tmp / "model.keras")
+        for name, content in (("config.json", model_config), ("threshold.json", thresholds), ("metrics.json", metrics)):
+            (tmp / name).write_text(json.dumps(content, indent=2, default=_json_default), encoding="utf-8")
+        predictions.to_csv(tmp / "predictions.csv", index=False)
+        history.to_csv(tmp / "history.csv", index=False)
+        title = f"{experiment_name}" + (f" — {plots.SYNTHETIC_LABEL}" if synthetic else "")
+        figures = {
+            "learning_curves.png": plots.plot_learning_curves(history, title),
+            "test_curves.png": plots.plot_test_curves(y[test], probability[test], f1_threshold, title),
+            "confusion_matrix.png": plots.plot_confusion_matrix(tables["f1"], title),
+        }
+        for name, fig in figures.items():
+            fig.savefig(tmp / "figures" / name, dpi=110, bbox_inches="tight")
+            plt.close(fig)
+    return model_dir
+
+
+def _table_json(table: pd.DataFrame) -> dict:
+    return {metric: {k: float(row[k]) for k in ("value", "ci_low", "ci_high")} for metric, row in table.iterrows()}
+
+
+def _json_default(value):
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def read_metrics(model_dir: str | Path) -> dict:
+    """``metrics.json`` of a model directory."""
+    path = Path(model_dir) / "metrics.json"
+    if not path.is_file():
+        raise InputFileError(path, "missing", "train the model first (python -m asgm.train …) or point at a complete model directory")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def metrics_table(model_dirs: dict[str, str | Path], key: str = "test") -> pd.DataFrame:
+    """One row per experiment: each test metric as ``value [95 % CI]``, plus patches and threshold."""
+    rows = {}
+    for name, directory in model_dirs.items():
+        m = read_metrics(directory)
+        table = pd.DataFrame({k: v for k, v in m[key].items() if isinstance(v, dict)}).T
+        row = evaluate.format_ci(table.loc[list(evaluate.METRICS)]).to_dict()
+        row |= {"threshold": round(m[key]["threshold"], 3), "test patches": m["patches"]["test"], "test blocks": m["bootstrap"]["test_blocks"]}
+        rows[name] = row
+    return pd.DataFrame(rows).T
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m asgm.train", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--input_directory", required=True, type=Path, help="dataset directory (patches.npy, index.csv, dataset.json)")
+    parser.add_argument("--output_directory", required=True, type=Path, help="where the model directory is written")
+    parser.add_argument("--experiment_name", required=True, help="name of the model directory inside --output_directory")
+    parser.add_argument("--config", type=Path, help="YAML: a profile (its training section) or a mapping of training keys")
+    parser.add_argument("--class_weights", action="store_true", default=None, help="weight classes by n / (2 n_c)")
+    parser.add_argument("--seed", type=int, help="seed of the split, initial weights and augmentation")
+    parser.add_argument("--architecture", help="thesis_cnn or bn_cnn")
+    parser.add_argument("--channels", help="comma-separated channels to train on (default: all of the dataset's)")
+    parser.add_argument("--epochs", type=int, help="maximum epochs")
+    parser.add_argument("--force", action="store_true", help="retrain even if a finished model directory matches")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    overrides = {"class_weights": args.class_weights, "seed": args.seed, "architecture": args.architecture,
+                 "channels": args.channels, "epochs": args.epochs}
+    try:
+        config = load_training(args.config, **overrides) if args.config else training_config(overrides)
+        model_dir = train_experiment(args.input_directory, args.output_directory, args.experiment_name, config, force=args.force)
+    except AsgmError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    m = read_metrics(model_dir)
+    summary = ", ".join(f"{k} {m['test'][k]['value']:.3f} [{m['test'][k]['ci_low']:.3f}, {m['test'][k]['ci_high']:.3f}]"
+                        for k in ("roc_auc", "average_precision", "sensitivity", "specificity"))
+    print(f"{model_dir}: test {summary}" + (" (SYNTHETIC data)" if m["synthetic"] else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
