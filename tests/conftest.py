@@ -53,3 +53,36 @@ def reference_data() -> Path:
     if not (root / "amazon-s2-6band" / "patches.npy").is_file():
         pytest.skip(f"real reference data not found at {root} (set ASGM_REFERENCE_DATA)")
     return root
+
+
+def write_toy_dataset(path: Path, n: int = 96, size: int = 16, channels=("B2", "B3", "B4", "B8", "highway"), seed: int = 0, signal: float = 0.08) -> Path:
+    """A dataset directory in the contract format with a learnable signal: mines are brighter in
+    B4 and carry more 'highway' pixels. Points sit on a 1 km grid, so each is its own spatial block."""
+    import json
+
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 2
+    bands = [c for c in channels if c in S2_BANDS]
+    patches = np.zeros((n, size, size, len(channels)), np.uint16)
+    for i, c in enumerate(channels):
+        if c in bands:
+            values = rng.normal(0.05, 0.01, (n, size, size)) + (signal * labels[:, None, None] if c == "B4" else 0)
+            patches[..., i] = np.clip(values * 10000, 1, 10000).astype(np.uint16)
+        else:
+            patches[..., i] = rng.random((n, size, size)) < np.where(labels, 0.3, 0.05)[:, None, None]
+    side = int(np.ceil(np.sqrt(n)))
+    index = pd.DataFrame({"patch_id": [f"p{i}" for i in range(n)], "lon": -61.9 + 0.009 * (np.arange(n) % side),
+                          "lat": 7.2 + 0.009 * (np.arange(n) // side), "label": labels})
+    path.mkdir(parents=True, exist_ok=True)
+    np.save(path / "patches.npy", patches)
+    index.to_csv(path / "index.csv", index=False)
+    (path / "dataset.json").write_text(json.dumps({"channels": list(channels), "scale": 10000, "patch_size": size,
+                                                   "resolution_m": 10, "synthetic": True}))
+    return path
+
+
+@pytest.fixture
+def toy_dataset(tmp_path) -> Path:
+    return write_toy_dataset(tmp_path / "toy")

@@ -1,0 +1,78 @@
+"""Thresholds, metrics and the block bootstrap."""
+
+import numpy as np
+import pytest
+from sklearn.metrics import f1_score, roc_auc_score
+
+from asgm.errors import AsgmError
+from asgm.evaluate import binary_metrics, block_bootstrap, f_beta_threshold, specificity_threshold
+
+
+def noisy_scores(n=200, seed=0):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    return y, np.clip(0.5 * y + rng.normal(0.25, 0.2, n), 0, 1)
+
+
+def test_f1_threshold_maximises_f1():
+    y, p = noisy_scores()
+    threshold, best = f_beta_threshold(y, p)
+    assert best == pytest.approx(f1_score(y, p >= threshold))
+    for other in np.linspace(0.05, 0.95, 19):
+        assert f1_score(y, p >= other) <= best + 1e-12
+
+
+def test_f05_threshold_favours_precision():
+    y, p = noisy_scores()
+    assert f_beta_threshold(y, p, 0.5)[0] >= f_beta_threshold(y, p, 1.0)[0]
+
+
+@pytest.mark.parametrize("target", [0.8, 0.95, 0.99])
+def test_specificity_threshold_reaches_the_target_and_no_more_than_needed(target):
+    y, p = noisy_scores(seed=1)
+    t = specificity_threshold(y, p, target)
+    spec = lambda thr: np.mean(p[y == 0] < thr)  # noqa: E731
+    assert spec(t) >= target
+    below = np.sort(p[y == 0])
+    assert spec(below[below < t].max()) < target  # one negative lower would break the target
+
+
+def test_metrics_match_sklearn_and_weights_equal_repetition():
+    y, p = noisy_scores(60, seed=2)
+    m = binary_metrics(y, p, 0.5)
+    assert m["roc_auc"] == pytest.approx(roc_auc_score(y, p))
+    assert m["f1"] == pytest.approx(f1_score(y, p >= 0.5))
+    w = np.random.default_rng(0).integers(0, 3, len(y)).astype(float)
+    repeated = binary_metrics(np.repeat(y, w.astype(int)), np.repeat(p, w.astype(int)), 0.5)
+    weighted = binary_metrics(y, p, 0.5, weight=w)
+    for key in repeated:
+        assert weighted[key] == pytest.approx(repeated[key]), key
+
+
+def test_one_class_is_a_clear_error():
+    with pytest.raises(AsgmError, match="both mines and non-mines"):
+        f_beta_threshold(np.zeros(5), np.linspace(0, 1, 5))
+
+
+def test_block_bootstrap_resamples_blocks_not_patches():
+    """Copies of a patch in one block add no information: the interval must stay as wide as with one
+    copy, whereas treating the copies as independent patches would shrink it."""
+    y, p = noisy_scores(40, seed=3)
+    copies = 10
+    yy, pp = np.repeat(y, copies), np.repeat(p, copies)
+    by_block = block_bootstrap(yy, pp, np.repeat(np.arange(40), copies), 0.5, n_boot=400, seed=0)
+    by_patch = block_bootstrap(yy, pp, np.arange(len(yy)), 0.5, n_boot=400, seed=0)
+    single = block_bootstrap(y, p, np.arange(40), 0.5, n_boot=400, seed=0)
+    width = lambda t: (t["ci_high"] - t["ci_low"]).loc["roc_auc"]  # noqa: E731
+    assert width(by_block) == pytest.approx(width(single), rel=0.25)
+    assert width(by_patch) < 0.6 * width(by_block)
+    assert by_block.loc["roc_auc", "n_blocks"] == 40
+
+
+def test_block_bootstrap_interval_holds_the_estimate_and_is_seeded():
+    y, p = noisy_scores(80, seed=4)
+    blocks = np.arange(80) // 4
+    a = block_bootstrap(y, p, blocks, 0.5, n_boot=200, seed=1)
+    b = block_bootstrap(y, p, blocks, 0.5, n_boot=200, seed=1)
+    assert a.equals(b)
+    assert ((a["ci_low"] <= a["value"] + 1e-12) & (a["value"] <= a["ci_high"] + 1e-12)).all()

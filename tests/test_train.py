@@ -1,0 +1,201 @@
+"""Spatial split, augmentation, normalisation, training, the model directory and the CLIs."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from asgm import predict, train
+from asgm.config import TrainingConfig, load_training
+from asgm.errors import AsgmError, ConfigError, InputFileError
+from asgm.evaluate import f_beta_threshold
+from asgm.models import normalize_patches
+from asgm.patches import read_dataset
+from asgm.sampling import min_distance_between, spatial_blocks, spatial_split
+from conftest import write_toy_dataset
+
+FAST = TrainingConfig(epochs=3, batch_size=16, patience=2, bootstrap=50, split=(0.6, 0.2, 0.2))
+
+
+def clustered_points(n_clusters=40, per_cluster=8, seed=0):
+    """Clusters of points a few hundred metres apart, clusters kilometres apart (as real labels are)."""
+    rng = np.random.default_rng(seed)
+    centres = np.column_stack([rng.uniform(-62, -60, n_clusters), rng.uniform(6, 8, n_clusters)])
+    pts = np.repeat(centres, per_cluster, axis=0) + rng.normal(0, 0.003, (n_clusters * per_cluster, 2))
+    return pd.DataFrame({"lon": pts[:, 0], "lat": pts[:, 1], "label": rng.integers(0, 2, len(pts))})
+
+
+def assert_held_out_far(index, split, distance):
+    train = split["split"] == "train"
+    for part in ("validation", "test"):
+        held = split["split"] == part
+        d = min_distance_between(index.loc[train, "lon"], index.loc[train, "lat"], index.loc[held, "lon"], index.loc[held, "lat"])
+        assert d >= distance, (part, d)
+
+
+def test_blocks_separate_points_by_the_distance():
+    lon = np.array([0.0, 0.004, 0.008, 0.1])  # ~445 m steps at the equator, then far away
+    assert list(spatial_blocks(lon, np.zeros(4), 500)) == [0, 0, 0, 1]
+    assert len(set(spatial_blocks(lon, np.zeros(4), 400))) == 4
+
+
+def test_split_keeps_held_out_patches_away_from_training():
+    index = clustered_points()
+    split = spatial_split(index, 679, seed=3)
+    assert_held_out_far(index, split, 679)
+    shares = split["split"].value_counts(normalize=True)
+    assert shares["train"] == pytest.approx(0.7, abs=0.08)
+    assert shares["test"] == pytest.approx(0.15, abs=0.08)
+    assert not spatial_split(index, 679, seed=4)["split"].equals(split["split"])
+    assert spatial_split(index, 679, seed=3).equals(split)
+
+
+def test_split_distance_guarantee_on_real_coordinates(reference_data):
+    """On the real Amazon patches (which cluster, and repeat sites at two dates) no validation or test
+    patch comes within one patch diagonal (679 m, > the 480 m patch width) of a training patch."""
+    index = pd.read_csv(reference_data / "amazon-s2-6band" / "index.csv")
+    for seed in range(3):
+        split = spatial_split(index, 480 * np.sqrt(2), seed=seed)
+        assert_held_out_far(index, split, 480 * np.sqrt(2))
+        counts = split.groupby("split").size() / len(index)
+        assert counts["train"] == pytest.approx(0.7, abs=0.03)
+        for part in ("validation", "test"):
+            assert index.loc[split["split"] == part, "label"].mean() == pytest.approx(index["label"].mean(), abs=0.05)
+
+
+def test_dihedral_transforms_are_exact_symmetries():
+    x = np.random.default_rng(0).integers(0, 2, (8, 5, 5, 2)).astype(np.float32)
+    x[:] = x[0]
+    out = train.dihedral(x, np.arange(8))
+    assert np.array_equal(out[0], x[0])
+    assert len({o.tobytes() for o in out}) == 8  # a random mask has no symmetry: all 8 differ
+    assert set(np.unique(out)) <= {0.0, 1.0}
+    assert np.array_equal(out[4], x[0][:, ::-1])
+
+
+def test_class_weights_balance_the_loss():
+    w = train.class_weights(np.array([1] * 10 + [0] * 30))
+    assert w == {0: 40 / 60, 1: 40 / 20}
+    assert 10 * w[1] == pytest.approx(30 * w[0])
+
+
+def test_normalisation_scales_bands_and_keeps_masks():
+    patches = np.array([[[[20000, 500, 1]]]], np.uint16)
+    x = normalize_patches(patches, ["B2", "B3", "highway"], 10000)
+    assert np.allclose(x, [[[[1.0, 0.05, 1.0]]]]) and x.dtype == np.float32
+    assert np.allclose(normalize_patches(patches, ["B2", "B3", "highway"], 10000, ["highway", "B3"]), [[[[1.0, 0.05]]]])
+    with pytest.raises(AsgmError, match=r"\['B4'\].*model needs"):
+        normalize_patches(patches, ["B2", "B3", "highway"], 10000, ["B4"])
+
+
+def test_training_config_from_profile_and_overrides(tmp_path):
+    t = load_training("configs/demo.yaml", class_weights=True, seed=3)
+    assert t.class_weights is True and t.seed == 3
+    bare = tmp_path / "t.yaml"
+    bare.write_text("epochs: 5\naugment: 'false'\nchannels: B2, B3\n")
+    t = load_training(bare)
+    assert (t.epochs, t.augment, t.channels) == (5, False, ("B2", "B3"))
+    bare.write_text("split: [0.5, 0.5, 0.5]\n")
+    with pytest.raises(ConfigError, match=r"(?s)training.split.*summing to 1"):
+        load_training(bare)
+    bare.write_text("channels: [B2, roads]\n")
+    with pytest.raises(ConfigError, match="unknown channel"):
+        load_training(bare)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One small model trained through the CLI, shared by the tests below."""
+    root = tmp_path_factory.mktemp("train")
+    data = write_toy_dataset(root / "toy", n=120)
+    config = root / "fast.yaml"
+    config.write_text("epochs: 4\nbatch_size: 16\npatience: 3\nbootstrap: 50\nsplit: [0.6, 0.2, 0.2]\n")
+    code = train.main(["--input_directory", str(data), "--output_directory", str(root / "models"),
+                       "--experiment_name", "toy", "--config", str(config), "--class_weights", "--seed", "1"])
+    assert code == 0
+    return data, root / "models" / "toy"
+
+
+def test_model_directory_follows_the_contract(trained):
+    data, model_dir = trained
+    for name in (*train.MODEL_FILES, "history.csv", "figures/learning_curves.png", "figures/test_curves.png", "figures/confusion_matrix.png"):
+        assert (model_dir / name).is_file(), name
+    config = json.loads((model_dir / "config.json").read_text())
+    assert config["channels"] == ["B2", "B3", "B4", "B8", "highway"] and config["patch_size"] == 16
+    assert config["training"]["class_weights"] is True and config["training"]["seed"] == 1
+    ids = config["split"]["patch_ids"]
+    assert sorted(sum(ids.values(), [])) == sorted(pd.read_csv(data / "index.csv")["patch_id"])
+    metrics = json.loads((model_dir / "metrics.json").read_text())
+    assert metrics["synthetic"] is True
+    for name in ("precision", "sensitivity", "specificity", "f1", "average_precision", "roc_auc", "tp", "fp", "tn", "fn"):
+        v = metrics["test"][name]
+        assert v["ci_low"] <= v["value"] <= v["ci_high"], name
+
+
+def test_threshold_is_chosen_on_validation_only(trained):
+    _, model_dir = trained
+    pred = pd.read_csv(model_dir / "predictions.csv")
+    threshold = json.loads((model_dir / "threshold.json").read_text())
+    val = pred[pred["split"] == "validation"]
+    assert threshold["threshold"] == pytest.approx(f_beta_threshold(val["label"], val["probability"])[0])
+    test = pred[pred["split"] == "test"]
+    metrics = json.loads((model_dir / "metrics.json").read_text())
+    assert metrics["test"]["tp"]["value"] == ((test["probability"] >= threshold["threshold"]) & (test["label"] == 1)).sum()
+    assert metrics["patches"]["test"] == len(test)
+
+
+def test_rerun_with_same_settings_does_not_retrain(trained):
+    data, model_dir = trained
+    before = (model_dir / "model.keras").stat().st_mtime_ns
+    config = json.loads((model_dir / "config.json").read_text())["training"]
+    config = TrainingConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()})
+    assert train.train_experiment(data, model_dir.parent, "toy", config) == model_dir
+    assert (model_dir / "model.keras").stat().st_mtime_ns == before
+
+
+def test_predict_cli_round_trip(trained, tmp_path):
+    data, model_dir = trained
+    out = tmp_path / "pred.csv"
+    assert predict.main(["--model_directory", str(model_dir), "--input_directory", str(data), "--output", str(out)]) == 0
+    pred = pd.read_csv(out)
+    assert list(pred.columns) == ["patch_id", "probability", "prediction"]
+    saved = pd.read_csv(model_dir / "predictions.csv")
+    assert np.allclose(pred["probability"], saved["probability"], atol=1e-5)
+    threshold = json.loads((model_dir / "threshold.json").read_text())["threshold"]
+    assert (pred["prediction"] == (pred["probability"] >= threshold)).all()
+
+
+def test_model_picks_its_channels_by_name_from_a_wider_dataset(trained, tmp_path):
+    data, model_dir = trained
+    wider = write_toy_dataset(tmp_path / "wider", n=120, channels=("B1", "B2", "B3", "B4", "B8", "highway", "waterway"))
+    model = predict.load_trained_model(model_dir)
+    probability = model.predict(read_dataset(wider), progress=False)
+    ds = read_dataset(data)
+    same = np.ascontiguousarray(np.asarray(read_dataset(wider).patches)[..., [1, 2, 3, 4, 5]])
+    assert np.allclose(probability, np.asarray(model.model(normalize_patches(same, ds.channels, 10000))).ravel(), atol=1e-6)
+
+
+def test_channel_mismatch_names_both_lists(trained, tmp_path, capsys):
+    _, model_dir = trained
+    other = write_toy_dataset(tmp_path / "s2only", n=20, channels=("B2", "B3", "B4", "B8"))
+    with pytest.raises(InputFileError, match=r"(?s)\['highway'\].*dataset channels: \['B2', 'B3', 'B4', 'B8'\].*model channels:   \['B2', 'B3', 'B4', 'B8', 'highway'\]"):
+        predict.load_trained_model(model_dir).check_dataset(read_dataset(other))
+    assert predict.main(["--model_directory", str(model_dir), "--input_directory", str(other), "--output", str(tmp_path / "x.csv")]) == 2
+    assert "model channels" in capsys.readouterr().err
+    assert not (tmp_path / "x.csv").exists()
+
+
+def test_training_refuses_a_split_without_both_classes(tmp_path):
+    data = write_toy_dataset(tmp_path / "tiny", n=3)
+    with pytest.raises(AsgmError, match="needs mines and non-mines"):
+        train.train_experiment(data, tmp_path / "m", "x", FAST, progress=False)
+    assert not (tmp_path / "m" / "x").exists()
+
+
+def test_training_on_a_toy_signal_learns_it(tmp_path):
+    """A strong, simple signal (mines brighter in red) must be found: ROC-AUC well above chance."""
+    data = write_toy_dataset(tmp_path / "toy", n=160, signal=0.1)
+    config = TrainingConfig(epochs=15, batch_size=16, patience=15, bootstrap=50, standardize=True, architecture="bn_cnn")
+    metrics = train.read_metrics(train.train_experiment(data, tmp_path / "m", "learn", config, progress=False))
+    assert metrics["test"]["roc_auc"]["value"] > 0.9
