@@ -39,7 +39,7 @@ VARIANTS = {
     "bn_cnn": {"architecture": "bn_cnn"},
     "bn_cnn_std": {"architecture": "bn_cnn", "standardize": True},
     "bn_cnn_std_noaug": {"architecture": "bn_cnn", "standardize": True, "augment": False},
-    "bn_cnn_std_x5": {"architecture": "bn_cnn", "standardize": True, "ensemble": 5},
+    "bn_cnn_std_x3": {"architecture": "bn_cnn", "standardize": True, "ensemble": 3},
 }
 METRICS = ("roc_auc", "average_precision", "sensitivity", "specificity")
 

@@ -76,3 +76,9 @@ def test_block_bootstrap_interval_holds_the_estimate_and_is_seeded():
     b = block_bootstrap(y, p, blocks, 0.5, n_boot=200, seed=1)
     assert a.equals(b)
     assert ((a["ci_low"] <= a["value"] + 1e-12) & (a["value"] <= a["ci_high"] + 1e-12)).all()
+
+
+def test_too_few_blocks_warns():
+    y, p = noisy_scores(30, seed=5)
+    with pytest.warns(UserWarning, match="only 3 spatial blocks"):
+        block_bootstrap(y, p, np.arange(30) % 3, 0.5, n_boot=20)

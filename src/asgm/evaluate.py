@@ -7,6 +7,8 @@ patches are not independent samples.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
@@ -16,6 +18,8 @@ from asgm.errors import AsgmError
 #: Metrics reported for a threshold, in table order.
 METRICS = ("precision", "sensitivity", "specificity", "f1", "average_precision", "roc_auc")
 CONFUSION = ("tn", "fp", "fn", "tp")
+#: Fewer test blocks than this and a bootstrap interval says little: a warning is raised.
+MIN_BLOCKS = 10
 
 
 def _check(y: np.ndarray, p: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
@@ -114,6 +118,9 @@ def block_bootstrap(y: np.ndarray, p: np.ndarray, blocks: np.ndarray, threshold:
     """
     y, p = _check(y, p, "bootstrap")
     block_ids, block_of = np.unique(np.asarray(blocks), return_inverse=True)
+    if len(block_ids) < MIN_BLOCKS:
+        warnings.warn(f"only {len(block_ids)} spatial blocks in the test split: the bootstrap intervals are not meaningful "
+                      f"(at least {MIN_BLOCKS} are needed); use more, or more widely spread, sampling points", stacklevel=2)
     point = binary_metrics(y, p, threshold)
     rng = np.random.default_rng(seed)
     replicates = []

@@ -249,3 +249,23 @@ def plot_metric_intervals(tables: dict[str, pd.DataFrame], metrics: tuple[str, .
     np.atleast_1d(axes)[0].invert_yaxis()
     _suptitle(fig, f"Test metrics with 95 % block-bootstrap intervals — {title}")
     return fig
+
+
+SPLIT_COLOURS = {"train": "#7f7f7f", "validation": "#1f77b4", "test": "#d62728"}
+
+
+def plot_split(index: pd.DataFrame, split: pd.DataFrame, title: str = "Spatially blocked split", synthetic: bool = False) -> Figure:
+    """Points coloured by split (train / validation / test); mines as triangles, non-mines as dots."""
+    fig, ax = plt.subplots(figsize=(7.5, 7))
+    for part, colour in SPLIT_COLOURS.items():
+        for label, marker in ((1, "^"), (0, "o")):
+            sel = (split["split"] == part) & (index["label"] == label)
+            if sel.any():
+                ax.scatter(index.loc[sel, "lon"], index.loc[sel, "lat"], s=22, marker=marker, color=colour, alpha=0.8,
+                           label=f"{part}, {'mine' if label else 'non-mine'} ({int(sel.sum())})")
+    ax.set_aspect(1 / np.cos(np.radians(index["lat"].mean())))
+    ax.set(xlabel="longitude", ylabel="latitude")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
+    ax.grid(alpha=0.3)
+    ax.set_title(title + (f"\n{SYNTHETIC_LABEL}" if synthetic else ""))
+    return fig

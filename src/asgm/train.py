@@ -36,7 +36,7 @@ from asgm.config import TrainingConfig, load_training, training_config
 from asgm.errors import AsgmError, InputFileError
 from asgm.models import band_statistics, build_model, ensemble, normalize_patches
 from asgm.patches import Dataset, read_dataset
-from asgm.sampling import spatial_split
+from asgm.sampling import min_distance_between, spatial_split
 
 MODEL_FILES = ("model.keras", "config.json", "threshold.json", "metrics.json", "predictions.csv")
 
@@ -106,6 +106,40 @@ def default_min_distance(dataset: Dataset) -> float:
     """The patch diagonal (m): held-out patches at least this far from every training patch
     cannot overlap one, whatever their grids' orientation."""
     return dataset.meta["patch_size"] * float(dataset.meta.get("resolution_m", 10.0)) * math.sqrt(2)
+
+
+def split_dataset(dataset: Dataset, config: TrainingConfig) -> pd.DataFrame:
+    """The spatially blocked train / validation / test split that training uses (``split`` and
+    ``block`` per patch), checked to hold both classes in validation and test.
+
+    Raises
+    ------
+    AsgmError
+        Validation or test lacks mines or non-mines.
+    """
+    min_distance = config.min_distance_m or default_min_distance(dataset)
+    assigned = spatial_split(dataset.index, min_distance, tuple(config.split), config.seed)
+    for part in ("validation", "test"):
+        labels = set(dataset.index.loc[assigned["split"] == part, "label"].astype(int).tolist())
+        if labels != {0, 1}:
+            raise AsgmError(f"{dataset.path}: the {part} split holds label(s) {sorted(labels)} only ({(assigned['split'] == part).sum()} patches); "
+                            "it needs mines and non-mines. Use a larger dataset, larger validation/test shares "
+                            "(training.split), or another training.seed.")
+    return assigned
+
+
+def split_summary(dataset: Dataset, split: pd.DataFrame) -> pd.DataFrame:
+    """Per split: patches, mines, non-mines, spatial blocks, and the smallest distance (m) from any of
+    its points to any training point (the guarantee: at least the split's minimum distance)."""
+    index, rows = dataset.index, {}
+    train = split["split"] == "train"
+    for part in ("train", "validation", "test"):
+        sel = split["split"] == part
+        rows[part] = {"patches": int(sel.sum()), "mines": int(index.loc[sel, "label"].sum()),
+                      "non_mines": int((index.loc[sel, "label"] == 0).sum()), "blocks": split.loc[sel, "block"].nunique(),
+                      "min distance to train (m)": np.nan if part == "train" else round(min_distance_between(
+                          index.loc[train, "lon"], index.loc[train, "lat"], index.loc[sel, "lon"], index.loc[sel, "lat"]))}
+    return pd.DataFrame(rows).T
 
 
 def _dataset_fingerprint(dataset: Dataset) -> str:
@@ -187,14 +221,8 @@ def train_experiment(dataset: Dataset | str | Path, output_directory: str | Path
     index = dataset.index
     y = index["label"].to_numpy().astype(int)
     min_distance = config.min_distance_m or default_min_distance(dataset)
-    assigned = spatial_split(index, min_distance, tuple(config.split), config.seed)
+    assigned = split_dataset(dataset, config)
     split = assigned["split"].to_numpy()
-    for part in ("validation", "test"):
-        labels = set(y[split == part].tolist())
-        if labels != {0, 1}:
-            raise AsgmError(f"{dataset.path}: the {part} split holds label(s) {sorted(labels)} only ({(split == part).sum()} patches); "
-                            "it needs mines and non-mines. Use a larger dataset, larger validation/test shares "
-                            "(training.split), or another training.seed.")
 
     members, histories, best_epochs = [], [], []
     for m in range(config.ensemble):
@@ -293,13 +321,18 @@ def read_metrics(model_dir: str | Path) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+def metric_intervals(model_dir: str | Path, key: str = "test") -> pd.DataFrame:
+    """Test metrics of a model directory: ``value, ci_low, ci_high`` per metric and confusion count.
+    ``key``: ``test`` (maximum-F1 threshold) or ``test_at_specificity``."""
+    return pd.DataFrame({k: v for k, v in read_metrics(model_dir)[key].items() if isinstance(v, dict)}).T
+
+
 def metrics_table(model_dirs: dict[str, str | Path], key: str = "test") -> pd.DataFrame:
     """One row per experiment: each test metric as ``value [95 % CI]``, plus patches and threshold."""
     rows = {}
     for name, directory in model_dirs.items():
         m = read_metrics(directory)
-        table = pd.DataFrame({k: v for k, v in m[key].items() if isinstance(v, dict)}).T
-        row = evaluate.format_ci(table.loc[list(evaluate.METRICS)]).to_dict()
+        row = evaluate.format_ci(metric_intervals(directory, key).loc[list(evaluate.METRICS)]).to_dict()
         row |= {"threshold": round(m[key]["threshold"], 3), "test patches": m["patches"]["test"], "test blocks": m["bootstrap"]["test_blocks"]}
         rows[name] = row
     return pd.DataFrame(rows).T
