@@ -47,18 +47,29 @@ def f_beta_threshold(y: np.ndarray, p: np.ndarray, beta: float = 1.0) -> tuple[f
     with np.errstate(invalid="ignore", divide="ignore"):
         f = np.nan_to_num((1 + b2) * precision * recall / (b2 * precision + recall))
     best = int(np.argmax(f))
-    return float(thresholds[best]), float(f[best])
+    return _centred(p, float(thresholds[best])), float(f[best])
+
+
+def _centred(p: np.ndarray, lowest_positive: float) -> float:
+    """Every threshold in (largest score below ``lowest_positive``, ``lowest_positive``] gives the same
+    validation predictions; return the middle of that interval rather than its edge, so a test
+    patch scoring a hair below the last validation positive is not decided by chance."""
+    below = p[p < lowest_positive]
+    return float((below.max() + lowest_positive) / 2) if len(below) else float(lowest_positive)
 
 
 def specificity_threshold(y: np.ndarray, p: np.ndarray, min_specificity: float = 0.95) -> float:
-    """Lowest threshold whose specificity on (validation) ``y, p`` is at least ``min_specificity``."""
+    """Threshold with the highest sensitivity on (validation) ``y, p`` among those whose specificity
+    is at least ``min_specificity`` (centred between the neighbouring scores, as in :func:`f_beta_threshold`)."""
     y, p = _check(y, p, "threshold choice")
     negatives = np.sort(p[y == 0])
-    # a threshold just above the k-th highest negative leaves k false positives
+    # anything above the (k+1)-th highest negative leaves at most k false positives
     allowed_fp = int(np.floor((1 - min_specificity) * len(negatives) + 1e-9))
     if allowed_fp >= len(negatives):
-        return float(negatives.min())
-    return float(np.nextafter(negatives[len(negatives) - 1 - allowed_fp], np.inf))
+        return float(p.min())
+    last_negative = negatives[len(negatives) - 1 - allowed_fp]
+    above = p[p > last_negative]
+    return _centred(p, float(above.min())) if len(above) else float(np.nextafter(last_negative, np.inf))
 
 
 def confusion_counts(y: np.ndarray, predicted: np.ndarray, weight: np.ndarray | None = None) -> dict[str, float]:

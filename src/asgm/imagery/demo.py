@@ -301,6 +301,11 @@ def _path(a: tuple[float, float], b: tuple[float, float], rng: np.random.Generat
     return LineString(_chaikin(pts, 2))
 
 
+def _longest_line(geom):
+    """The longest LineString of a clipped line (a meandering river can leave and re-enter the region)."""
+    return max(geom.geoms, key=lambda g: g.length) if hasattr(geom, "geoms") else geom
+
+
 def _normal_at(line: LineString, distance: float) -> tuple[Point, np.ndarray]:
     """The point at ``distance`` along ``line`` and the unit normal there."""
     p0 = line.interpolate(max(distance - 10, 0))
@@ -369,7 +374,7 @@ class _Scene:
 
     def _settlements(self) -> None:
         g, rng = self.grid, self.rng
-        main = self.rivers[0]["line"].intersection(g.footprint)
+        main = _longest_line(self.rivers[0]["line"].intersection(g.footprint))
         centre, normal = _normal_at(main, main.length * rng.uniform(0.35, 0.65))
         radius = min(420.0, 0.06 * g.size_m)
         town_xy = np.array([centre.x, centre.y]) + normal * (radius * 0.8 + self.rivers[0]["width"])
@@ -413,7 +418,7 @@ class _Scene:
         n_clusters = max(1, round(cfg.n_mine_sites / 10))
         town = self.settlements[0]["polygon"].buffer(400)
         valid = g.valid_area
-        lines = [r["line"].intersection(g.footprint) for r in self.rivers]
+        lines = [_longest_line(r["line"].intersection(g.footprint)) for r in self.rivers]
         weights = np.array([2.0 * l.length if i == 0 else l.length for i, l in enumerate(lines)])
         centres: list[tuple[int, float]] = []  # (river, distance along it) of each cluster
         attempts = failures = 0
@@ -514,7 +519,7 @@ class _Scene:
         rng = self.rng
         mines = ops.unary_union([m["site"] for m in self.mines])
         for river in self.rivers:
-            line = river["line"].intersection(self.grid.footprint)
+            line = _longest_line(river["line"].intersection(self.grid.footprint))
             channel = river["line"].buffer(river["width"] / 2)
             n_bars = self._scaled(10 if river["kind"] == "river" else 2, 0)
             for _ in range(n_bars):
@@ -760,7 +765,8 @@ def _osm_xml(scene: _Scene, rng: np.random.Generator) -> str:
         if river["kind"] == "river" or rng.random() < 0.6:
             line = river["line"].intersection(footprint.buffer(200))
             tags = {"waterway": river["kind"], **({"name": river["name"]} if river["name"] else {})}
-            add(line.coords, tags, tolerance=25.0 if river["kind"] == "river" else 10.0)
+            for part in getattr(line, "geoms", [line]):
+                add(part.coords, tags, tolerance=25.0 if river["kind"] == "river" else 10.0)
     mapped = {"primary": 1.0, "residential": 0.8, "track": 0.45}
     for road in scene.roads:
         if rng.random() < mapped[road["kind"]]:
