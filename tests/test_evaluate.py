@@ -82,3 +82,11 @@ def test_too_few_blocks_warns():
     y, p = noisy_scores(30, seed=5)
     with pytest.warns(UserWarning, match="only 3 spatial blocks"):
         block_bootstrap(y, p, np.arange(30) % 3, 0.5, n_boot=20)
+
+
+def test_mines_in_few_blocks_warn():
+    y, p = noisy_scores(60, seed=6)
+    blocks = np.where(y == 1, 0, np.arange(60) + 1)  # every mine in one block
+    with pytest.warns(UserWarning, match="mines lie in 1 and its non-mines in"):
+        table = block_bootstrap(y, p, blocks, 0.5, n_boot=20)
+    assert table["n_mine_blocks"].iloc[0] == 1

@@ -18,8 +18,10 @@ from asgm.errors import AsgmError
 #: Metrics reported for a threshold, in table order.
 METRICS = ("precision", "sensitivity", "specificity", "f1", "average_precision", "roc_auc")
 CONFUSION = ("tn", "fp", "fn", "tp")
-#: Fewer test blocks than this and a bootstrap interval says little: a warning is raised.
+#: Fewer test blocks than this (or fewer blocks holding mines than MIN_CLASS_BLOCKS) and a bootstrap
+#: interval says little: a warning is raised.
 MIN_BLOCKS = 10
+MIN_CLASS_BLOCKS = 5
 
 
 def _check(y: np.ndarray, p: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
@@ -125,13 +127,17 @@ def block_bootstrap(y: np.ndarray, p: np.ndarray, blocks: np.ndarray, threshold:
     -------
     pandas.DataFrame
         One row per metric (and confusion count): ``value`` (on the data as given), ``ci_low``,
-        ``ci_high``, ``n_blocks``.
+        ``ci_high``, ``n_blocks`` and ``n_mine_blocks`` (blocks holding at least one mine).
     """
     y, p = _check(y, p, "bootstrap")
     block_ids, block_of = np.unique(np.asarray(blocks), return_inverse=True)
+    mine_blocks = len(np.unique(block_of[y == 1]))
     if len(block_ids) < MIN_BLOCKS:
         warnings.warn(f"only {len(block_ids)} spatial blocks in the test split: the bootstrap intervals are not meaningful "
                       f"(at least {MIN_BLOCKS} are needed); use more, or more widely spread, sampling points", stacklevel=2)
+    elif min(mine_blocks, len(np.unique(block_of[y == 0]))) < MIN_CLASS_BLOCKS:
+        warnings.warn(f"the test split's mines lie in {mine_blocks} and its non-mines in {len(np.unique(block_of[y == 0]))} of its "
+                      f"{len(block_ids)} spatial blocks: intervals rest on so few independent samples that they are not meaningful", stacklevel=2)
     point = binary_metrics(y, p, threshold)
     rng = np.random.default_rng(seed)
     replicates = []
@@ -146,6 +152,7 @@ def block_bootstrap(y: np.ndarray, p: np.ndarray, blocks: np.ndarray, threshold:
         "ci_high": reps.quantile(1 - alpha),
     })
     table["n_blocks"] = len(block_ids)
+    table["n_mine_blocks"] = mine_blocks
     return table.loc[list(METRICS) + list(CONFUSION)]
 
 

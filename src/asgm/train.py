@@ -261,7 +261,7 @@ def train_experiment(dataset: Dataset | str | Path, output_directory: str | Path
         "test_at_specificity": _table_json(tables["specificity"]) | {"threshold": strict_threshold},
         "validation": evaluate.binary_metrics(y[val], probability[val], f1_threshold),
         "bootstrap": {"replicates": config.bootstrap, "level": 0.95, "resampled": "spatial blocks",
-                      "test_blocks": int(tables["f1"]["n_blocks"].iloc[0])},
+                      "test_blocks": int(tables["f1"]["n_blocks"].iloc[0]), "test_mine_blocks": int(tables["f1"]["n_mine_blocks"].iloc[0])},
         "best_epochs": best_epochs,
     }
     model_config = {
@@ -333,7 +333,8 @@ def metrics_table(model_dirs: dict[str, str | Path], key: str = "test") -> pd.Da
     for name, directory in model_dirs.items():
         m = read_metrics(directory)
         row = evaluate.format_ci(metric_intervals(directory, key).loc[list(evaluate.METRICS)]).to_dict()
-        row |= {"threshold": round(m[key]["threshold"], 3), "test patches": m["patches"]["test"], "test blocks": m["bootstrap"]["test_blocks"]}
+        row |= {"threshold": round(m[key]["threshold"], 3), "test patches": m["patches"]["test"], "test blocks": m["bootstrap"]["test_blocks"],
+                "test blocks with mines": m["bootstrap"]["test_mine_blocks"]}
         rows[name] = row
     return pd.DataFrame(rows).T
 
