@@ -199,6 +199,19 @@ def find_root(profile: str, start: Path | None = None) -> Path:
     )
 
 
+def _read_mapping(path: Path, missing: str, missing_fix: str, mapping_fix: str) -> dict:
+    """A YAML file that must hold a mapping; errors name the file and the fix."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise InputFileError(path, missing, missing_fix) from None
+    except yaml.YAMLError as exc:
+        raise InputFileError(path, f"not valid YAML ({exc})", "fix the YAML syntax at the line shown") from None
+    if not isinstance(raw, dict):
+        raise InputFileError(path, "must be a mapping of key: value", mapping_fix)
+    return raw
+
+
 def load_profile(profile: str = "demo", root: str | Path | None = None, **sections: Any) -> Profile:
     """Read and validate ``configs/<profile>.yaml``.
 
@@ -223,14 +236,8 @@ def load_profile(profile: str = "demo", root: str | Path | None = None, **sectio
     """
     root = Path(root).resolve() if root else find_root(profile)
     path = root / "configs" / f"{profile}.yaml"
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        raise InputFileError(path, "profile not found", "create it, or pick one of the files in configs/") from None
-    except yaml.YAMLError as exc:
-        raise InputFileError(path, f"not valid YAML ({exc})", "fix the YAML syntax at the line shown") from None
-    if not isinstance(raw, dict):
-        raise InputFileError(path, "a profile must be a mapping of sections", "see configs/demo.yaml for the layout")
+    raw = _read_mapping(path, "profile not found", "create it, or pick one of the files in configs/",
+                        "a profile must be a mapping of sections; see configs/demo.yaml for the layout")
     raw.update({k: v for k, v in sections.items() if v is not None})
     name = raw.pop("profile", profile)
     unknown = set(raw) - set(SECTIONS)
@@ -345,14 +352,8 @@ def load_training(path: str | Path, **overrides: Any) -> TrainingConfig:
         Unreadable file, unknown key or invalid value.
     """
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        raise InputFileError(path, "training config not found", "give an existing YAML file, e.g. configs/demo.yaml") from None
-    except yaml.YAMLError as exc:
-        raise InputFileError(path, f"not valid YAML ({exc})", "fix the YAML syntax at the line shown") from None
-    if not isinstance(raw, dict):
-        raise InputFileError(path, "must be a mapping", "give a profile or a mapping of training keys (see TrainingConfig)")
+    raw = _read_mapping(path, "training config not found", "give an existing YAML file, e.g. configs/demo.yaml",
+                        "give a profile or a mapping of training keys (see TrainingConfig)")
     values = raw.get("training", {} if "profile" in raw or "region" in raw else raw) or {}
     return training_config({**values, **overrides}, path)
 
