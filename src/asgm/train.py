@@ -39,6 +39,8 @@ from asgm.patches import Dataset, read_dataset
 from asgm.sampling import min_distance_between, spatial_split
 
 MODEL_FILES = ("model.keras", "config.json", "threshold.json", "metrics.json", "predictions.csv")
+#: Version of the model directory's contents; bump it when they change, so older directories are retrained.
+MODEL_FORMAT = 2
 
 
 class AugmentedBatches(keras.utils.PyDataset):
@@ -154,7 +156,7 @@ def _dataset_fingerprint(dataset: Dataset) -> str:
 
 def _training_key(dataset: Dataset, config: TrainingConfig) -> str:
     settings = json.dumps(dataclasses.asdict(config), sort_keys=True, default=str)
-    return hashlib.sha256(f"{_dataset_fingerprint(dataset)}|{settings}|keras {keras.__version__}".encode()).hexdigest()[:16]
+    return hashlib.sha256(f"{_dataset_fingerprint(dataset)}|{settings}|keras {keras.__version__}|format {MODEL_FORMAT}".encode()).hexdigest()[:16]
 
 
 def is_complete(model_dir: Path, key: str | None = None) -> bool:
