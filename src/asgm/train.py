@@ -154,9 +154,9 @@ def _dataset_fingerprint(dataset: Dataset) -> str:
     return h.hexdigest()[:16]
 
 
-def _training_key(dataset: Dataset, config: TrainingConfig) -> str:
+def _training_key(fingerprint: str, config: TrainingConfig) -> str:
     settings = json.dumps(dataclasses.asdict(config), sort_keys=True, default=str)
-    return hashlib.sha256(f"{_dataset_fingerprint(dataset)}|{settings}|keras {keras.__version__}|format {MODEL_FORMAT}".encode()).hexdigest()[:16]
+    return hashlib.sha256(f"{fingerprint}|{settings}|keras {keras.__version__}|format {MODEL_FORMAT}".encode()).hexdigest()[:16]
 
 
 def is_complete(model_dir: Path, key: str | None = None) -> bool:
@@ -214,7 +214,8 @@ def train_experiment(dataset: Dataset | str | Path, output_directory: str | Path
     config = config or TrainingConfig()
     dataset = dataset if isinstance(dataset, Dataset) else read_dataset(dataset)
     model_dir = Path(output_directory) / experiment_name
-    key = _training_key(dataset, config)
+    fingerprint = _dataset_fingerprint(dataset)
+    key = _training_key(fingerprint, config)
     if not force and is_complete(model_dir, key):
         return model_dir
 
@@ -274,7 +275,7 @@ def train_experiment(dataset: Dataset | str | Path, output_directory: str | Path
                           "standardize": config.standardize},
         "patch_size": int(dataset.meta["patch_size"]),
         "resolution_m": float(dataset.meta.get("resolution_m", 10.0)),
-        "dataset": {"path": str(dataset.path), "fingerprint": _dataset_fingerprint(dataset), "synthetic": synthetic,
+        "dataset": {"path": str(dataset.path), "fingerprint": fingerprint, "synthetic": synthetic,
                     "profile": dataset.meta.get("profile")},
         "training": dataclasses.asdict(config),
         "split": {"fractions": list(config.split), "min_distance_m": min_distance, "seed": config.seed,
