@@ -10,9 +10,9 @@ REPORTS := reports/$(PROFILE)
 SRC := $(shell find src/asgm -name '*.py')
 PAPERMILL := $(PY) -m papermill --kernel asgm --cwd notebooks --no-progress-bar -f $(CONFIG)
 
-.PHONY: setup all osm patches train test html clean
+.PHONY: setup all osm patches train analysis test html clean
 
-all: setup osm patches train
+all: setup osm patches train analysis
 
 setup: $(STAMP)
 
@@ -26,10 +26,12 @@ $(STAMP): pyproject.toml
 osm: $(REPORTS)/01_osm_features.ipynb
 patches: $(REPORTS)/02_patch_generation.ipynb
 train: $(REPORTS)/03_train_model.ipynb
+analysis: $(REPORTS)/04_results_analysis.ipynb
 
 $(REPORTS)/01_osm_features.ipynb: notebooks/01_osm_features.ipynb $(CONFIG) $(SRC) | $(STAMP)
 $(REPORTS)/02_patch_generation.ipynb: notebooks/02_patch_generation.ipynb $(REPORTS)/01_osm_features.ipynb $(CONFIG) $(SRC) | $(STAMP)
 $(REPORTS)/03_train_model.ipynb: notebooks/03_train_model.ipynb $(REPORTS)/02_patch_generation.ipynb $(CONFIG) $(SRC) | $(STAMP)
+$(REPORTS)/04_results_analysis.ipynb: notebooks/04_results_analysis.ipynb $(REPORTS)/03_train_model.ipynb $(CONFIG) $(SRC) | $(STAMP)
 
 # A notebook is written under a temporary name and renamed only when every cell ran, so a failed
 # run is never mistaken for an up-to-date one (the failed copy stays as *.partial.ipynb to inspect).

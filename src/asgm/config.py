@@ -37,6 +37,9 @@ class SyntheticConfig:
     centre_lon: float = -61.83
     centre_lat: float = 7.33
     n_mine_sites: int = 60
+    #: Mine sites per cluster (sites of a cluster lie within a few hundred metres along one river,
+    #: so a cluster usually ends up in one spatial block).
+    mines_per_cluster: int = 10
     n_curated_negatives: int = 90
 
 
@@ -130,6 +133,31 @@ class TrainingConfig:
     bootstrap: int = 1000
     #: Specificity of the second, stricter operating point (threshold chosen on validation).
     min_specificity: float = 0.95
+    #: Categories (index column ``category``) of the non-mines kept in the training and validation
+    #: splits; null: all. The test split always keeps every patch, so models trained on different
+    #: negatives are compared on the same test patches.
+    train_negatives: tuple[str, ...] | None = None
+
+
+#: Experiment groups of the results-analysis grid (see :func:`asgm.evaluate.experiment_grid`).
+EXPERIMENT_GROUPS = ("osm", "single_osm", "leave_one_out", "patch_size", "negatives", "class_weights")
+
+
+@dataclass(frozen=True)
+class ExperimentsConfig:
+    """The experiment grid of notebook 04: which ablations to train, and how often."""
+
+    #: Groups to run: ``osm`` (S2 only vs S2 + all OSM channels), ``single_osm`` (S2 + each OSM
+    #: channel), ``leave_one_out`` (S2 + OSM minus each channel), ``patch_size`` (each of
+    #: ``patches.sizes``), ``negatives`` (curated vs random negatives for training), ``class_weights``.
+    groups: tuple[str, ...] = EXPERIMENT_GROUPS
+    #: Each experiment is trained once per seed; the seed moves the split, the initial weights and
+    #: the augmentation, and experiments with the same seed share their split (paired comparisons).
+    seeds: tuple[int, ...] = (0, 1, 2)
+    #: Maximum epochs of the grid's runs; null: the training section's.
+    epochs: int | None = None
+    #: Replicates of the block bootstrap behind the grid's intervals.
+    bootstrap: int = 1000
 
 
 @dataclass(frozen=True)
@@ -144,6 +172,7 @@ class Profile:
     patches: PatchConfig = field(default_factory=PatchConfig)
     synthetic: SyntheticConfig | None = None
     training: TrainingConfig = field(default_factory=TrainingConfig)
+    experiments: ExperimentsConfig = field(default_factory=ExperimentsConfig)
 
     @property
     def contextual_dir(self) -> Path:
@@ -169,6 +198,11 @@ class Profile:
         return self.root / "figures" / self.name
 
     @property
+    def reports_dir(self) -> Path:
+        """Executed notebooks and result tables."""
+        return self.root / "reports" / self.name
+
+    @property
     def channels(self) -> tuple[str, ...]:
         """Dataset channels: imagery bands, then OSM channels."""
         return self.imagery.bands + self.osm.channels
@@ -182,6 +216,7 @@ SECTIONS = {
     "patches": PatchConfig,
     "synthetic": SyntheticConfig,
     "training": TrainingConfig,
+    "experiments": ExperimentsConfig,
 }
 
 
@@ -327,6 +362,17 @@ def _validate(prof: Profile) -> None:
         if not 0 <= getattr(prof.patches, name) <= 1:
             raise ConfigError(f"patches.{name}", "must be between 0 and 1", "give a fraction", src)
     _validate_training(prof.training, src)
+    _validate_experiments(prof.experiments, src)
+
+
+def _validate_experiments(e: ExperimentsConfig, src: Path) -> None:
+    unknown = [g for g in e.groups if g not in EXPERIMENT_GROUPS]
+    if unknown:
+        raise ConfigError("experiments.groups", f"unknown group(s) {unknown}", f"use names from {', '.join(EXPERIMENT_GROUPS)}", src)
+    if not e.seeds:
+        raise ConfigError("experiments.seeds", "empty", "give at least one seed, e.g. [0, 1, 2]", src)
+    if (e.epochs is not None and e.epochs < 1) or e.bootstrap < 1:
+        raise ConfigError("experiments", "epochs and bootstrap must be at least 1", "give positive whole numbers", src)
 
 
 def _validate_training(t: TrainingConfig, src: Path | None) -> None:

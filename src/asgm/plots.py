@@ -269,3 +269,178 @@ def plot_split(index: pd.DataFrame, split: pd.DataFrame, title: str = "Spatially
     ax.grid(alpha=0.3)
     ax.set_title(title + (f"\n{SYNTHETIC_LABEL}" if synthetic else ""))
     return fig
+
+
+GROUP_COLOURS = {"osm": "#1f77b4", "single_osm": "#2ca02c", "leave_one_out": "#ff7f0e", "patch_size": "#9467bd",
+                 "negatives": "#8c564b", "class_weights": "#e377c2"}
+
+
+def plot_grid_results(table: pd.DataFrame, metrics: tuple[str, ...] = ("roc_auc", "average_precision", "sensitivity", "specificity"),
+                      title: str = "") -> Figure:
+    """Each experiment's mean test metric over seeds with its 95 % block-bootstrap interval, coloured by group."""
+    done = table[table["metric"] != ""]
+    names = list(dict.fromkeys(done["experiment"]))
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.1 * len(metrics), 0.36 * len(names) + 1.8), sharey=True, squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        rows = done[done["metric"] == metric].set_index("experiment")
+        for i, name in enumerate(names):
+            r = rows.loc[name]
+            ax.errorbar(r["mean"], i, xerr=[[r["mean"] - r["ci_low"]], [r["ci_high"] - r["mean"]]], fmt="o", capsize=3,
+                        color=GROUP_COLOURS.get(r["group"], "#333333"))
+        ax.set_title(metric.replace("_", " "), fontsize=9)
+        ax.set_xlim(-0.02, 1.02)
+        ax.grid(alpha=0.3, axis="x")
+    axes[0, 0].set_yticks(range(len(names)), names, fontsize=8)
+    axes[0, 0].invert_yaxis()
+    groups = list(dict.fromkeys(done["group"]))
+    fig.legend(handles=[Line2D([], [], marker="o", linestyle="", color=GROUP_COLOURS.get(g, "#333333"), label=g) for g in groups],
+               loc="lower center", ncol=len(groups), fontsize=8, frameon=False)
+    fig.suptitle(f"Experiment grid: mean over seeds with 95 % block-bootstrap intervals — {title}", fontsize=10)
+    fig.tight_layout(rect=(0, 0.06, 1, 0.97))
+    return fig
+
+
+def plot_paired_differences(comparisons: pd.DataFrame, metric: str = "roc_auc", title: str = "") -> Figure:
+    """Forest plot of paired differences (experiment − reference) of one metric; filled markers where
+    the 95 % interval excludes 0."""
+    rows = comparisons[comparisons["metric"] == metric].reset_index(drop=True)
+    fig, ax = plt.subplots(figsize=(7.5, 0.38 * len(rows) + 1.6))
+    for i, r in rows.iterrows():
+        colour = "#d62728" if r["supported"] else "#7f7f7f"
+        ax.errorbar(r["mean"], i, xerr=[[r["mean"] - r["ci_low"]], [r["ci_high"] - r["mean"]]], fmt="o", capsize=3, color=colour,
+                    markerfacecolor=colour if r["supported"] else "white")
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.set_yticks(range(len(rows)), [f"{r.experiment} − {r.reference}" for r in rows.itertuples()], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel(f"difference in {metric.replace('_', ' ')} (paired by seed and test patch)")
+    ax.grid(alpha=0.3, axis="x")
+    ax.set_title(f"Paired differences with 95 % intervals (red: interval excludes 0)\n{title}", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_overlaid_curves(runs: dict[str, tuple[np.ndarray, np.ndarray]], title: str = "") -> Figure:
+    """Test precision–recall and ROC curves of several experiments on one pair of axes."""
+    from asgm.evaluate import curves
+
+    fig, (ax_pr, ax_roc) = plt.subplots(1, 2, figsize=(12, 4.8))
+    colours = plt.cm.tab20(np.linspace(0, 1, max(len(runs), 2)))
+    for colour, (name, (y, p)) in zip(colours, runs.items()):
+        c = curves(y, p)
+        ax_pr.plot(c["recall"], c["precision"], color=colour, linewidth=1.2, label=name)
+        ax_roc.plot(c["fpr"], c["tpr"], color=colour, linewidth=1.2, label=name)
+    ax_roc.plot([0, 1], [0, 1], color="grey", linestyle=":")
+    ax_pr.set(xlabel="recall (sensitivity)", ylabel="precision", xlim=(0, 1.02), ylim=(0, 1.02), title="Precision–recall (test)")
+    ax_roc.set(xlabel="false-positive rate", ylabel="sensitivity", xlim=(-0.02, 1), ylim=(0, 1.02), title="ROC (test)")
+    for ax in (ax_pr, ax_roc):
+        ax.grid(alpha=0.3)
+    ax_roc.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
+    _suptitle(fig, title)
+    return fig
+
+
+def _show_patch(ax, patch: np.ndarray, channels: list[str], limits: np.ndarray | None, osm: bool = True) -> None:
+    ax.imshow(stretch(rgb_bands(patch, channels), limits=limits))
+    for key in [c for c in channels if c in OSM_CHANNELS] if osm else []:
+        mask = patch[..., channels.index(key)]
+        if mask.any():
+            ax.imshow(np.ma.masked_equal(mask, 0), cmap=ListedColormap(["none", OSM_COLOURS[key]]), alpha=0.5, interpolation="nearest", vmin=0, vmax=1)
+    ax.set_axis_off()
+
+
+def plot_gallery(patches: np.ndarray, channels: list[str], captions: list[str], title: str, ncols: int = 6) -> Figure:
+    """Patches in true colour with their OSM channels in colour, each with a caption (probability, place, …)."""
+    n = max(len(patches), 1)
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.3 * ncols, 2.6 * nrows + 0.6), squeeze=False)
+    rgb = rgb_bands(np.asarray(patches), channels)
+    valid = rgb.sum(-1) > 0
+    limits = np.percentile(rgb[valid], [2, 98], axis=0) if valid.any() else None
+    for ax in axes.ravel():
+        ax.set_axis_off()
+    for ax, patch, caption in zip(axes.ravel(), patches, captions):
+        _show_patch(ax, np.asarray(patch), channels, limits)
+        ax.set_title(caption, fontsize=7)
+    if not len(patches):
+        axes[0, 0].text(0.5, 0.5, "none", ha="center", va="center", transform=axes[0, 0].transAxes)
+    osm = [c for c in channels if c in OSM_CHANNELS]
+    if osm:
+        fig.legend(handles=[Patch(color=OSM_COLOURS[k], label=k) for k in osm], loc="lower center", ncol=len(osm), fontsize=8, frameon=False)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0.05 if osm else 0, 1, 0.95))
+    return fig
+
+
+def plot_explanations(patches: np.ndarray, channels: list[str], cam: np.ndarray, occlusion: np.ndarray, captions: list[str], title: str) -> Figure:
+    """Per patch: true colour with OSM, Grad-CAM over the image, and occlusion sensitivity
+    (red: occluding the pixel lowers the mine probability)."""
+    n = len(patches)
+    fig, axes = plt.subplots(n, 3, figsize=(7.2, 2.3 * n + 0.5), squeeze=False)
+    rgb = rgb_bands(np.asarray(patches), channels)
+    valid = rgb.sum(-1) > 0
+    limits = np.percentile(rgb[valid], [2, 98], axis=0) if valid.any() else None
+    bound = max(float(np.abs(occlusion).max()), 1e-6) if n else 1.0
+    for i in range(n):
+        _show_patch(axes[i, 0], np.asarray(patches[i]), channels, limits)
+        axes[i, 0].set_title(captions[i], fontsize=7)
+        _show_patch(axes[i, 1], np.asarray(patches[i]), channels, limits, osm=False)
+        axes[i, 1].imshow(cam[i], cmap="inferno", alpha=0.55, vmin=0, vmax=1)
+        image = axes[i, 2].imshow(occlusion[i], cmap="RdBu_r", vmin=-bound, vmax=bound)
+        axes[i, 2].set_axis_off()
+    if n:
+        axes[0, 1].set_title("Grad-CAM (last conv layer)", fontsize=8)
+        axes[0, 2].set_title("occlusion: probability drop", fontsize=8)
+        fig.colorbar(image, ax=axes[:, 2].tolist(), shrink=0.6, label="drop in P(mine)")
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def plot_channel_importance(table: pd.DataFrame, title: str = "") -> Figure:
+    """Drop in test ROC-AUC when each channel group is shuffled across patches, with 95 % block-bootstrap intervals."""
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(table) + 1.5))
+    for i, (name, r) in enumerate(table.iterrows()):
+        colour = "#1f77b4" if name in ("Sentinel-2 bands",) or name not in OSM_COLOURS else OSM_COLOURS[name]
+        ax.barh(i, r["roc_auc_drop"], color=colour, alpha=0.85)
+        ax.errorbar(r["roc_auc_drop"], i, xerr=[[r["roc_auc_drop"] - r["ci_low"]], [r["ci_high"] - r["roc_auc_drop"]]], fmt="none", color="black", capsize=3)
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.set_yticks(range(len(table)), table.index, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("drop in test ROC-AUC when the group is shuffled")
+    ax.grid(alpha=0.3, axis="x")
+    ax.set_title(f"Channel-group importance (permutation) — {title}", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_tag_audit(audit: pd.DataFrame, title: str = "", label_top: int = 12) -> Figure:
+    """Share of mines vs share of non-mines whose patch holds each OSM tag; flagged tags in red."""
+    fig, ax = plt.subplots(figsize=(6.8, 6))
+    flagged = audit["flag"] != ""
+    ax.scatter(audit.loc[~flagged, "share_of_non_mines"], audit.loc[~flagged, "share_of_mines"], s=18 + audit.loc[~flagged, "patches"], color="#7f7f7f", alpha=0.6, label="tag")
+    ax.scatter(audit.loc[flagged, "share_of_non_mines"], audit.loc[flagged, "share_of_mines"], s=18 + audit.loc[flagged, "patches"], color="#d62728", alpha=0.8, label="flagged tag")
+    for tag, r in audit.sort_values("patches", ascending=False).head(label_top).iterrows():
+        ax.annotate(tag, (r["share_of_non_mines"], r["share_of_mines"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    top = max(float(audit[["share_of_mines", "share_of_non_mines"]].max().max()) if len(audit) else 0, 0.05) * 1.1
+    ax.plot([0, top], [0, top], color="grey", linestyle=":", label="as common on both")
+    ax.set(xlim=(-0.01, top), ylim=(-0.01, top), xlabel="share of non-mine patches holding the tag", ylabel="share of mine patches holding the tag")
+    ax.legend(fontsize=8, loc="lower right")
+    ax.grid(alpha=0.3)
+    ax.set_title(f"OSM tags on mines vs non-mines — {title}", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_category_breakdown(table: pd.DataFrame, title: str = "") -> Figure:
+    """Share classified correctly per category (sensitivity for mines, specificity for the rest) with 95 % intervals."""
+    fig, ax = plt.subplots(figsize=(7, 0.5 * len(table) + 1.5))
+    for i, (name, r) in enumerate(table.iterrows()):
+        colour = CATEGORY_COLOURS.get(name, "#d62728" if int(r["label"]) == 1 else "#1f77b4")
+        ax.errorbar(r["correct"], i, xerr=[[r["correct"] - r["ci_low"]], [r["ci_high"] - r["correct"]]], fmt="o", capsize=3, color=colour)
+    ax.set_yticks(range(len(table)), [f"{name} (n={int(r['patches'])}, {int(r['blocks'])} blocks)" for name, r in table.iterrows()], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(-0.02, 1.02)
+    ax.set_xlabel("share classified correctly (test)")
+    ax.grid(alpha=0.3, axis="x")
+    ax.set_title(f"Per category, with 95 % block-bootstrap intervals — {title}", fontsize=10)
+    fig.tight_layout()
+    return fig

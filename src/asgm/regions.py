@@ -51,6 +51,14 @@ class PatchGrid:
         return cls(crs, Affine(resolution, 0, left, 0, -resolution, top), size, size)
 
 
+def patch_grids(index, patch_size: int, resolution: float) -> list[PatchGrid]:
+    """The pixel grid of each patch of a dataset index (columns ``crs, x_centre, y_centre``: the
+    centre of the patch's grid, as :func:`asgm.patches.build_dataset` records it)."""
+    half = patch_size * resolution / 2
+    return [PatchGrid(CRS.from_user_input(crs), Affine(resolution, 0, x - half, 0, -resolution, y + half), patch_size, patch_size)
+            for crs, x, y in zip(index["crs"], index["x_centre"], index["y_centre"])]
+
+
 def utm_crs(lon: float, lat: float) -> CRS:
     """The WGS 84 / UTM CRS of the zone containing (lon, lat), e.g. EPSG:32620 for El Callao."""
     zone = min(int((lon + 180) // 6) + 1, 60)

@@ -41,6 +41,8 @@ from asgm.sampling import min_distance_between, spatial_split
 MODEL_FILES = ("model.keras", "config.json", "threshold.json", "metrics.json", "predictions.csv")
 #: Version of the model directory's contents; bump it when they change, so older directories are retrained.
 MODEL_FORMAT = 2
+#: Split of the patches left out of training and validation by ``training.train_negatives``.
+EXCLUDED = "excluded"
 
 
 class AugmentedBatches(keras.utils.PyDataset):
@@ -121,13 +123,28 @@ def split_dataset(dataset: Dataset, config: TrainingConfig) -> pd.DataFrame:
     """
     min_distance = config.min_distance_m or default_min_distance(dataset)
     assigned = spatial_split(dataset.index, min_distance, tuple(config.split), config.seed)
+    if config.train_negatives is not None:
+        assigned["split"] = assigned["split"].where(~_excluded_negatives(dataset, config.train_negatives) | (assigned["split"] == "test"), EXCLUDED)
     for part in ("validation", "test"):
         labels = set(dataset.index.loc[assigned["split"] == part, "label"].astype(int).tolist())
         if labels != {0, 1}:
-            raise AsgmError(f"{dataset.path}: the {part} split holds label(s) {sorted(labels)} only ({(assigned['split'] == part).sum()} patches); "
-                            "it needs mines and non-mines. Use a larger dataset, larger validation/test shares "
-                            "(training.split), or another training.seed.")
+            raise AsgmError(f"{dataset.path}: the {part} split holds label(s) {sorted(labels)} only ({(assigned['split'] == part).sum()} patches): "
+                            f"points closer than {min_distance:.0f} m form {assigned['block'].nunique()} spatial block(s) for {len(assigned)} patches. "
+                            "The split needs mines and non-mines in validation and test. Use a larger or more spread-out set of points, "
+                            "larger validation/test shares (training.split), or another training.seed.")
     return assigned
+
+
+def _excluded_negatives(dataset: Dataset, keep: tuple[str, ...]) -> pd.Series:
+    """Non-mines whose category is not in ``keep``."""
+    if "category" not in dataset.index.columns:
+        raise InputFileError(dataset.path / "index.csv", "has no category column, so training.train_negatives cannot select negatives",
+                             "add a category column, or set training.train_negatives to null")
+    categories = set(dataset.index.loc[dataset.index["label"] == 0, "category"].dropna())
+    unknown = sorted(set(keep) - categories)
+    if unknown:
+        raise AsgmError(f"training.train_negatives names {unknown}, but the non-mines of {dataset.path} have categories {sorted(categories)}")
+    return (dataset.index["label"] == 0) & ~dataset.index["category"].isin(keep)
 
 
 def split_summary(dataset: Dataset, split: pd.DataFrame) -> pd.DataFrame:
@@ -164,6 +181,12 @@ def is_complete(model_dir: Path, key: str | None = None) -> bool:
     if not all((model_dir / f).is_file() for f in MODEL_FILES):
         return False
     return key is None or json.loads((model_dir / "config.json").read_text(encoding="utf-8")).get("training_key") == key
+
+
+def is_up_to_date(dataset: Dataset, model_dir: str | Path, config: TrainingConfig) -> bool:
+    """Whether ``model_dir`` is complete and was trained on ``dataset`` with ``config`` (so
+    :func:`train_experiment` would return it without training)."""
+    return is_complete(Path(model_dir), _training_key(_dataset_fingerprint(dataset), config))
 
 
 def _fit_member(x, y, split, config: TrainingConfig, channels, seed: int, description: str, progress: bool):
@@ -219,13 +242,13 @@ def train_experiment(dataset: Dataset | str | Path, output_directory: str | Path
     if not force and is_complete(model_dir, key):
         return model_dir
 
+    assigned = split_dataset(dataset, config)  # first: an impossible split fails before the patches are read
+    split = assigned["split"].to_numpy()
+    min_distance = config.min_distance_m or default_min_distance(dataset)
     channels = list(config.channels or dataset.channels)
     x = normalize_patches(dataset.patches, dataset.channels, float(dataset.meta["scale"]), channels)
     index = dataset.index
     y = index["label"].to_numpy().astype(int)
-    min_distance = config.min_distance_m or default_min_distance(dataset)
-    assigned = split_dataset(dataset, config)
-    split = assigned["split"].to_numpy()
 
     members, histories, best_epochs = [], [], []
     for m in range(config.ensemble):

@@ -415,22 +415,22 @@ class _Scene:
 
     def _mines(self) -> None:
         g, rng, cfg = self.grid, self.rng, self.cfg
-        n_clusters = max(1, round(cfg.n_mine_sites / 10))
+        n_clusters = max(1, round(cfg.n_mine_sites / max(cfg.mines_per_cluster, 1)))
         town = self.settlements[0]["polygon"].buffer(400)
         valid = g.valid_area
         lines = [_longest_line(r["line"].intersection(g.footprint)) for r in self.rivers]
         weights = np.array([2.0 * l.length if i == 0 else l.length for i, l in enumerate(lines)])
         centres: list[tuple[int, float]] = []  # (river, distance along it) of each cluster
+        spread = 350 * np.sqrt(min(cfg.mines_per_cluster, 10) / 10)  # sd of sites along the river (m)
         attempts = failures = 0
         while len(self.mines) < cfg.n_mine_sites and attempts < 50 * cfg.n_mine_sites:
             attempts += 1
             cluster = len(self.mines) * n_clusters // cfg.n_mine_sites
             if len(centres) <= cluster:
-                k = rng.choice(len(lines), p=weights / weights.sum())
-                centres.append((k, rng.uniform(0.1, 0.9) * lines[k].length))
+                centres.append(self._cluster_centre(lines, weights, centres))
             k, along = centres[cluster]
             line = lines[k]
-            d = float(np.clip(along + rng.normal(0, 350), 0, line.length))
+            d = float(np.clip(along + rng.normal(0, spread), 0, line.length))
             point, normal = _normal_at(line, d)
             offset = rng.choice([-1, 1]) * rng.uniform(self.rivers[k]["width"] / 2 + 25, 260)
             radius = rng.uniform(45, 150)
@@ -461,6 +461,17 @@ class _Scene:
                     p = Point(c.x + rng.normal(0, 25), c.y + rng.normal(0, 25))
                     if not m["site"].contains(p):
                         self.buildings.append({"polygon": _rectangle(p.x, p.y, rng.uniform(6, 10), rng.uniform(5, 8), rng.uniform(0, 90)), "settlement": "camp"})
+
+    def _cluster_centre(self, lines: list[LineString], weights: np.ndarray, centres: list[tuple[int, float]], spacing: float = 1500.0) -> tuple[int, float]:
+        """A place along a river for a new cluster of mines, at least ``spacing`` metres from the other
+        clusters when the rivers leave room (so clusters stay apart, as separate mining camps do)."""
+        taken = [lines[k].interpolate(d) for k, d in centres]
+        for _ in range(100):
+            k = int(self.rng.choice(len(lines), p=weights / weights.sum()))
+            d = self.rng.uniform(0.1, 0.9) * lines[k].length
+            if all(lines[k].interpolate(d).distance(t) >= spacing for t in taken):
+                break
+        return k, d
 
     def _roads(self) -> None:
         g, rng = self.grid, self.rng
