@@ -353,3 +353,12 @@ def test_osm_snapshot_date_and_imagery_dates(tmp_path):
     index = pd.DataFrame({"date_start": ["2020-01-01", "2021-01-01"], "date_end": ["2020-12-31", "2023-12-31"]})
     assert leakage.imagery_dates(index) == ("2020-01-01", "2023-12-31")
     assert leakage.imagery_dates(index.drop(columns="date_end")) is None
+
+
+def test_point_kinds_use_the_finest_description():
+    from asgm.patches import point_kinds
+
+    index = pd.DataFrame({"label": [1, 0, 0, 0], "category": ["mine", "curated_negative", "random_negative", None],
+                          "kind": ["mine", "sandbar", None, None]})
+    assert point_kinds(index).tolist() == ["mine", "sandbar", "random_negative", "non-mine"]
+    assert point_kinds(index[["label"]]).tolist() == ["mine", "non-mine", "non-mine", "non-mine"]

@@ -56,6 +56,15 @@ class Dataset:
         return len(self.index)
 
 
+def point_kinds(index: pd.DataFrame) -> pd.Series:
+    """The finest description of each point the index has: ``kind`` (e.g. sandbar, farm), else
+    ``category`` (e.g. curated_negative, natural_change), else mine / non-mine."""
+    fallback = index["label"].map({1: "mine", 0: "non-mine"})
+    if "category" in index:
+        fallback = index["category"].where(index["category"].notna(), fallback)
+    return (index["kind"].where(index["kind"].notna(), fallback) if "kind" in index else fallback).astype(str)
+
+
 def quality_check(patch: np.ndarray, bands: tuple[str, ...], nodata: float, scale: float, qc: PatchConfig) -> tuple[str | None, float, float]:
     """Decide whether an imagery patch (H, W, bands) is usable.
 
