@@ -352,7 +352,7 @@ def plot_gallery(patches: np.ndarray, channels: list[str], captions: list[str], 
     """Patches in true colour with their OSM channels in colour, each with a caption (probability, place, …)."""
     n = max(len(patches), 1)
     nrows = int(np.ceil(n / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(2.3 * ncols, 2.6 * nrows + 0.6), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.3 * ncols, 3.0 * nrows + 0.6), squeeze=False)
     rgb = rgb_bands(np.asarray(patches), channels)
     valid = rgb.sum(-1) > 0
     limits = np.percentile(rgb[valid], [2, 98], axis=0) if valid.any() else None
@@ -413,12 +413,15 @@ def plot_channel_importance(table: pd.DataFrame, title: str = "") -> Figure:
 
 
 def plot_tag_audit(audit: pd.DataFrame, title: str = "", label_top: int = 12) -> Figure:
-    """Share of mines vs share of non-mines whose patch holds each OSM tag; flagged tags in red."""
+    """Share of mines vs share of non-mines whose patch holds each OSM tag; flagged tags in red and
+    named, with the ``label_top`` commonest others."""
     fig, ax = plt.subplots(figsize=(6.8, 6))
     flagged = audit["flag"] != ""
     ax.scatter(audit.loc[~flagged, "share_of_non_mines"], audit.loc[~flagged, "share_of_mines"], s=18 + audit.loc[~flagged, "patches"], color="#7f7f7f", alpha=0.6, label="tag")
     ax.scatter(audit.loc[flagged, "share_of_non_mines"], audit.loc[flagged, "share_of_mines"], s=18 + audit.loc[flagged, "patches"], color="#d62728", alpha=0.8, label="flagged tag")
-    for tag, r in audit.sort_values("patches", ascending=False).head(label_top).iterrows():
+    visible = audit[(audit[["share_of_mines", "share_of_non_mines"]].max(axis=1) >= 0.02)]
+    labelled = pd.concat([audit[flagged], visible.sort_values("patches", ascending=False).head(label_top)])
+    for tag, r in labelled[~labelled.index.duplicated()].iterrows():
         ax.annotate(tag, (r["share_of_non_mines"], r["share_of_mines"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
     top = max(float(audit[["share_of_mines", "share_of_non_mines"]].max().max()) if len(audit) else 0, 0.05) * 1.1
     ax.plot([0, top], [0, top], color="grey", linestyle=":", label="as common on both")
