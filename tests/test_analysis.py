@@ -16,7 +16,7 @@ from shapely.geometry import LineString, Point
 from asgm import evaluate, explain, leakage
 from asgm.config import TrainingConfig, load_profile
 from asgm.errors import AsgmError, ConfigError
-from asgm.models import bn_cnn, ensemble
+from asgm.models import bn_cnn, ensemble, predict_probabilities
 from asgm.patches import read_dataset
 from asgm.train import EXCLUDED, train_experiment
 from conftest import write_toy_dataset
@@ -331,7 +331,7 @@ def test_erasing_a_leaky_tag_changes_what_the_model_sees(tmp_path):
     model = brightness_model(channels=1, weights=(1.0,))
     rows = np.arange(len(dataset))
     with_tags = leakage.predictions_with_osm(model, ["landuse"], dataset, features, rows)
-    stored = explain.predict(model, np.asarray(dataset.patches, np.float32))
+    stored = predict_probabilities(model, np.asarray(dataset.patches, np.float32))
     assert with_tags == pytest.approx(stored)  # burning again reproduces the dataset's channel
     without = leakage.predictions_with_osm(model, ["landuse"], dataset, erased, rows)
     labels = dataset.index["label"].to_numpy()

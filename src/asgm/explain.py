@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from asgm.config import OSM_CHANNELS, S2_BANDS
 from asgm.errors import AsgmError
 from asgm.evaluate import block_weights
+from asgm.models import predict_probabilities
 
 #: Spectral groups of Sentinel-2 bands, for channel-group importance on band-only models.
 SPECTRAL_GROUPS = {
@@ -47,12 +48,6 @@ def last_conv_layer(model: keras.Model) -> str:
             return layer.name
     raise AsgmError(f"model {model.name!r} has no convolutional feature map at its top level; for an ensemble, "
                     "explain one member: model.get_layer('member_0')")
-
-
-def predict(model: keras.Model, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    """Probabilities of mine for inputs (N, H, W, C), in batches."""
-    return np.concatenate([np.asarray(model(x[i:i + batch_size], training=False)).ravel()
-                           for i in range(0, len(x), batch_size)]) if len(x) else np.zeros(0, np.float32)
 
 
 def grad_cam(model: keras.Model, x: np.ndarray, layer: str | None = None) -> np.ndarray:
@@ -125,13 +120,13 @@ def occlusion_sensitivity(model: keras.Model, x: np.ndarray, fill: np.ndarray, w
     if window > min(h, w) or window < 1 or stride < 1:
         raise AsgmError(f"occlusion window {window} px and stride {stride} px must fit the {h} x {w} px patches")
     starts = [(r, c) for r in range(0, h - window + 1, stride) for c in range(0, w - window + 1, stride)]
-    base = predict(model, x, batch_size)
+    base = predict_probabilities(model, x, batch_size)
     out = np.zeros((n, h, w), np.float32)
     for i in tqdm(range(n), desc="occlusion", unit="patch", disable=not progress):
         occluded = np.repeat(np.asarray(x[i:i + 1], np.float32), len(starts), axis=0)
         for k, (r, c) in enumerate(starts):
             occluded[k, r:r + window, c:c + window] = fill
-        drop = base[i] - predict(model, occluded, batch_size)
+        drop = base[i] - predict_probabilities(model, occluded, batch_size)
         total, count = np.zeros((h, w), np.float32), np.zeros((h, w), np.float32)
         for k, (r, c) in enumerate(starts):
             total[r:r + window, c:c + window] += drop[k]
@@ -185,14 +180,14 @@ def permutation_importance(model: keras.Model, x: np.ndarray, y: np.ndarray, blo
     if len(np.unique(y)) < 2:
         raise AsgmError("permutation importance needs mines and non-mines among the patches")
     rng = np.random.default_rng(seed)
-    base = predict(model, x)
+    base = predict_probabilities(model, x)
     rows = {}
     for name, idx in tqdm(groups.items(), desc="channel groups", unit="group", disable=not progress):
         shuffled = []
         for _ in range(n_repeats):
             xp = np.array(x, np.float32, copy=True)
             xp[..., idx] = np.asarray(x)[rng.permutation(len(x))][..., idx]
-            shuffled.append(predict(model, xp))
+            shuffled.append(predict_probabilities(model, xp))
         auc_drops = [roc_auc_score(y, base) - roc_auc_score(y, s) for s in shuffled]
         boot_rng = np.random.default_rng([seed, len(rows)])
         reps = []

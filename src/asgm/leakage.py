@@ -20,7 +20,7 @@ import pandas as pd
 
 from asgm.config import OSM_CHANNELS
 from asgm.errors import InputFileError
-from asgm.models import normalize_patches
+from asgm.models import normalize_patches, predict_probabilities
 from asgm.osm import OsmRasterizer
 from asgm.patches import Dataset
 from asgm.regions import patch_grids
@@ -111,8 +111,6 @@ def predictions_with_osm(model, model_channels: Sequence[str], dataset: Dataset,
                          batch_size: int = 256) -> np.ndarray:
     """Probabilities for ``rows`` of ``dataset`` with their OSM channels burned again from ``features``
     (e.g. after :func:`erase_tags`), on each patch's own grid; the imagery is unchanged."""
-    from asgm.explain import predict
-
     rows = np.asarray(rows)
     patches = np.array(dataset.patches[rows])
     osm = [c for c in dataset.osm_channels if c in model_channels]
@@ -125,7 +123,7 @@ def predictions_with_osm(model, model_channels: Sequence[str], dataset: Dataset,
             for r in members:
                 patches[r][..., slots] = rasterizer.rasterize(grids[r])
     x = normalize_patches(patches, dataset.channels, float(dataset.meta["scale"]), model_channels)
-    return predict(model, x, batch_size)
+    return predict_probabilities(model, x, batch_size)
 
 
 def osm_snapshot_date(path: str | Path) -> str | None:

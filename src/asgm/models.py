@@ -54,6 +54,14 @@ def normalize_patches(patches: np.ndarray, channels: Sequence[str], scale: float
     return out
 
 
+def predict_probabilities(model: keras.Model, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Probabilities of mine for inputs (N, H, W, C), calling the model on batches (eagerly: no
+    ``tf.function`` is traced per model, which matters when many models are evaluated in a row)."""
+    if not len(x):
+        return np.zeros(0, np.float32)
+    return np.concatenate([np.asarray(model(x[i:i + batch_size], training=False)).ravel() for i in range(0, len(x), batch_size)])
+
+
 def band_statistics(x: np.ndarray, channels: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel mean and variance of normalised inputs (N, H, W, C) for standardisation;
     OSM channels get mean 0 and variance 1 so they pass unchanged."""

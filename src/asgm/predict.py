@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from asgm.atomic import atomic_path
 from asgm.errors import AsgmError, InputFileError
-from asgm.models import normalize_patches
+from asgm.models import normalize_patches, predict_probabilities
 from asgm.patches import Dataset, read_dataset
 from asgm.train import MODEL_FILES
 
@@ -65,7 +65,7 @@ class TrainedModel:
         out = np.empty(len(dataset), dtype=np.float32)
         for start in tqdm(range(0, len(dataset), batch_size), desc="predict", unit="batch", disable=not progress):
             x = normalize_patches(dataset.patches[start:start + batch_size], dataset.channels, scale, self.channels)
-            out[start:start + len(x)] = np.asarray(self.model(x, training=False)).ravel()
+            out[start:start + len(x)] = predict_probabilities(self.model, x, batch_size)
         return out
 
 

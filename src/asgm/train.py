@@ -34,7 +34,7 @@ from asgm import evaluate, plots
 from asgm.atomic import atomic_path
 from asgm.config import TrainingConfig, load_training, training_config
 from asgm.errors import AsgmError, InputFileError
-from asgm.models import band_statistics, build_model, ensemble, normalize_patches
+from asgm.models import band_statistics, build_model, ensemble, normalize_patches, predict_probabilities
 from asgm.patches import Dataset, read_dataset
 from asgm.sampling import min_distance_between, spatial_split
 
@@ -259,7 +259,7 @@ def train_experiment(dataset: Dataset | str | Path, output_directory: str | Path
         histories.append(history)
         best_epochs.append(best)
     model = ensemble(members)
-    probability = model.predict(x, batch_size=256, verbose=0).ravel()
+    probability = predict_probabilities(model, x)
 
     val, test = split == "validation", split == "test"
     f1_threshold, f1_val = evaluate.f_beta_threshold(y[val], probability[val], 1.0)
