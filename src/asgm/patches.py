@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -54,6 +55,18 @@ class Dataset:
 
     def __len__(self) -> int:
         return len(self.index)
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """Identifies the contents: the build key of a dataset this package built, else a hash of
+        ``index.csv`` and ``patches.npy`` (read once per Dataset object)."""
+        if "build_key" in self.meta:
+            return self.meta["build_key"]
+        h = hashlib.sha256((self.path / "index.csv").read_bytes())
+        with open(self.path / "patches.npy", "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 24), b""):
+                h.update(chunk)
+        return h.hexdigest()[:16]
 
 
 def point_kinds(index: pd.DataFrame) -> pd.Series:

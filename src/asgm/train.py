@@ -161,16 +161,6 @@ def split_summary(dataset: Dataset, split: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows).T
 
 
-def _dataset_fingerprint(dataset: Dataset) -> str:
-    if "build_key" in dataset.meta:
-        return dataset.meta["build_key"]
-    h = hashlib.sha256((dataset.path / "index.csv").read_bytes())
-    with open(dataset.path / "patches.npy", "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 24), b""):
-            h.update(chunk)
-    return h.hexdigest()[:16]
-
-
 def _training_key(fingerprint: str, config: TrainingConfig) -> str:
     settings = json.dumps(dataclasses.asdict(config), sort_keys=True, default=str)
     return hashlib.sha256(f"{fingerprint}|{settings}|keras {keras.__version__}|format {MODEL_FORMAT}".encode()).hexdigest()[:16]
@@ -186,7 +176,7 @@ def is_complete(model_dir: Path, key: str | None = None) -> bool:
 def is_up_to_date(dataset: Dataset, model_dir: str | Path, config: TrainingConfig) -> bool:
     """Whether ``model_dir`` is complete and was trained on ``dataset`` with ``config`` (so
     :func:`train_experiment` would return it without training)."""
-    return is_complete(Path(model_dir), _training_key(_dataset_fingerprint(dataset), config))
+    return is_complete(Path(model_dir), _training_key(dataset.fingerprint, config))
 
 
 def _fit_member(x, y, split, config: TrainingConfig, channels, seed: int, description: str, progress: bool):
@@ -237,7 +227,7 @@ def train_experiment(dataset: Dataset | str | Path, output_directory: str | Path
     config = config or TrainingConfig()
     dataset = dataset if isinstance(dataset, Dataset) else read_dataset(dataset)
     model_dir = Path(output_directory) / experiment_name
-    fingerprint = _dataset_fingerprint(dataset)
+    fingerprint = dataset.fingerprint
     key = _training_key(fingerprint, config)
     if not force and is_complete(model_dir, key):
         return model_dir
