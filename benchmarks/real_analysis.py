@@ -44,20 +44,20 @@ OUTPUT = ROOT / "benchmarks" / "output" / "real_analysis"
 CONFIG = TrainingConfig(architecture="bn_cnn", standardize=True)
 
 
-def importance_of_seed(model_dir: Path, dataset, rows_of: pd.Series, seed: int) -> pd.DataFrame:
+def importance_of_seed(model_dir: Path, dataset, seed: int) -> pd.DataFrame:
     run = evaluate.read_run(model_dir)
     trained = load_trained_model(model_dir)
-    x = normalize_patches(dataset.patches[rows_of.loc[run.patch_id].to_numpy()], dataset.channels, float(dataset.meta["scale"]), trained.channels)
+    x = normalize_patches(dataset.patches[dataset.rows(run.patch_id)], dataset.channels, float(dataset.meta["scale"]), trained.channels)
     groups = explain.channel_groups(trained.channels)
     groups |= {band: [i] for i, band in enumerate(trained.channels) if [i] not in groups.values()}  # single bands too
     return explain.permutation_importance(trained.model, x, run.y, run.blocks, groups, n_repeats=5, n_boot=500, seed=seed).assign(seed=seed)
 
 
-def figures_of_seed(model_dir: Path, dataset, rows_of: pd.Series, kinds: pd.Series) -> list[Path]:
+def figures_of_seed(model_dir: Path, dataset, kinds: pd.Series) -> list[Path]:
     """Galleries and explanations of one run (real imagery: written outside git)."""
     run = evaluate.read_run(model_dir)
     trained = load_trained_model(model_dir)
-    rows = rows_of.loc[run.patch_id].to_numpy()
+    rows = dataset.rows(run.patch_id)
     x = normalize_patches(dataset.patches[rows], dataset.channels, float(dataset.meta["scale"]), trained.channels)
     examples = explain.pick_examples(run.y, run.p, run.threshold, per_kind=12)
     index = dataset.index.iloc[rows].reset_index(drop=True)
@@ -90,13 +90,12 @@ def main() -> None:
     if not (DATA / "patches.npy").is_file():
         raise SystemExit(f"real data not found at {DATA}: this benchmark needs ../shared/data (or ASGM_REFERENCE_DATA)")
     dataset = read_dataset(DATA)
-    rows_of = pd.Series(np.arange(len(dataset)), index=dataset.index["patch_id"].to_numpy())
     kinds = point_kinds(dataset.index).set_axis(dataset.index["patch_id"])
     print(f"REAL data: {DATA} — bn_cnn_std, {args.seeds} seeds")
     model_dirs = {s: train_experiment(dataset, MODELS, f"bn_cnn_std_seed{s}", dataclasses.replace(CONFIG, seed=s), progress=False)
                   for s in range(args.seeds)}
 
-    importance = pd.concat([importance_of_seed(d, dataset, rows_of, s) for s, d in model_dirs.items()])
+    importance = pd.concat([importance_of_seed(d, dataset, s) for s, d in model_dirs.items()])
     summary = importance.groupby(level="group", sort=False).agg(drop=("roc_auc_drop", "mean"), sd=("roc_auc_drop", "std"),
                                                                 ci_low=("ci_low", "mean"), ci_high=("ci_high", "mean"))
     print("\nChannel-group importance: drop in test ROC-AUC when the group is shuffled "
@@ -114,7 +113,7 @@ def main() -> None:
     for category, r in breakdown.iterrows():
         print(f"| {category} | {int(r['label'])} | {int(r['patches'])} | {int(r['blocks'])} | {r['correct']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}] | {r['mean_probability']:.3f} |")
 
-    written = figures_of_seed(model_dirs[0], dataset, rows_of, kinds)
+    written = figures_of_seed(model_dirs[0], dataset, kinds)
     print("\nfigures (real imagery, not committed):", *[str(p.relative_to(ROOT)) for p in written], sep="\n  ")
 
 

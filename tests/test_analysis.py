@@ -15,7 +15,7 @@ from shapely.geometry import LineString, Point
 
 from asgm import evaluate, explain, leakage
 from asgm.config import TrainingConfig, load_profile
-from asgm.errors import AsgmError, ConfigError
+from asgm.errors import AsgmError, ConfigError, InputFileError
 from asgm.models import bn_cnn, ensemble, predict_probabilities
 from asgm.patches import read_dataset
 from asgm.train import EXCLUDED, train_experiment
@@ -362,3 +362,10 @@ def test_point_kinds_use_the_finest_description():
                           "kind": ["mine", "sandbar", None, None]})
     assert point_kinds(index).tolist() == ["mine", "sandbar", "random_negative", "non-mine"]
     assert point_kinds(index[["label"]]).tolist() == ["mine", "non-mine", "non-mine", "non-mine"]
+
+
+def test_dataset_rows_follow_the_given_patch_ids(tmp_path):
+    dataset = read_dataset(write_toy_dataset(tmp_path / "toy", n=10))
+    assert dataset.rows(["p7", "p2", "p9"]).tolist() == [7, 2, 9]
+    with pytest.raises(InputFileError, match="missing"):
+        dataset.rows(["p3", "missing"])

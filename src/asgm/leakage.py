@@ -169,13 +169,12 @@ def score_without_tags(model_dirs: dict[int, str | Path], dataset: Dataset, feat
     from asgm.predict import load_trained_model
 
     erased = erase_tags(features, tags)
-    rows_of = pd.Series(np.arange(len(dataset)), index=dataset.index["patch_id"].to_numpy())
     with_tags, without_tags = {}, {}
     for s, model_dir in model_dirs.items():
         run = read_run(model_dir)
         trained = load_trained_model(model_dir)
         trained.check_dataset(dataset)
-        rows = rows_of.loc[run.patch_id].to_numpy()
+        rows = dataset.rows(run.patch_id)
         for out, feats in ((with_tags, features), (without_tags, erased)):
             p = predictions_with_osm(trained.model, trained.channels, dataset, feats, rows)
             out[s] = RunPredictions(run.patch_id, run.y, p, run.blocks, run.threshold)

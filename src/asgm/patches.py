@@ -56,6 +56,21 @@ class Dataset:
     def __len__(self) -> int:
         return len(self.index)
 
+    def rows(self, patch_ids) -> np.ndarray:
+        """Row numbers (into ``patches`` and ``index``) of the given patch ids, in their order.
+
+        Raises
+        ------
+        InputFileError
+            An id is not in the dataset (e.g. a model trained on another dataset).
+        """
+        rows = pd.Index(self.index["patch_id"]).get_indexer_for(np.asarray(patch_ids))
+        if (rows < 0).any():
+            missing = np.asarray(patch_ids)[rows < 0]
+            raise InputFileError(self.path / "index.csv", f"has no patch_id {list(missing[:5])}{' …' if len(missing) > 5 else ''}",
+                                 "use the dataset the model was trained on")
+        return rows
+
     @cached_property
     def fingerprint(self) -> str:
         """Identifies the contents: the build key of a dataset this package built, else a hash of
