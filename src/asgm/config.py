@@ -8,6 +8,7 @@ passes them to :func:`load_profile`, so a value given with ``-p`` overrides the 
 from __future__ import annotations
 
 import dataclasses
+import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -23,8 +24,19 @@ S2_BANDS = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8A", "B8", "B9", "B11", 
 #: OSM channels, in stacking order.
 OSM_CHANNELS = ("highway", "landuse", "building", "aeroway", "waterway")
 
-IMAGERY_SOURCES = ("demo", "local")
-OSM_SOURCES = ("file", "overpass")
+IMAGERY_SOURCES = ("demo", "local", "gee", "stac")
+OSM_SOURCES = ("file", "pbf", "overpass")
+#: Environment variable that replaces the profile's ``imagery.source`` (``make all IMAGERY=stac``).
+IMAGERY_SOURCE_ENV = "ASGM_IMAGERY_SOURCE"
+
+
+@dataclass(frozen=True)
+class Download:
+    """A file fetched at run time, pinned by its SHA-256 (see :mod:`asgm.downloads`)."""
+
+    path: Path
+    url: str
+    sha256: str
 
 
 @dataclass(frozen=True)
@@ -55,25 +67,46 @@ class RegionConfig:
     #: What to do with sampling points outside the boundary: ``error`` (default) or ``drop`` them
     #: with a warning naming each (the thesis's Bolívar points include some just over the border).
     points_outside_boundary: str = "error"
+    #: Files fetched when missing (``path: {url, sha256}``), e.g. the public reference data.
+    downloads: tuple[Download, ...] = ()
 
 
 @dataclass(frozen=True)
 class ImageryConfig:
+    """Where the Sentinel-2 pixels come from: ``demo`` (synthetic), ``local`` (a raster file),
+    ``gee`` (Earth Engine, L1C) or ``stac`` (a STAC API such as Earth Search, L2A, no account)."""
+
     source: str
     bands: tuple[str, ...] = S2_BANDS
-    #: The GeoTIFF/COG/VRT to read (for ``demo``: where the synthetic composite is written).
+    #: The GeoTIFF/COG/VRT to read (for ``demo``: where the synthetic composite is written; for
+    #: ``gee``/``stac``: where a region composite is exported, optional).
     path: Path | None = None
     #: Names of the raster's bands in file order, for rasters without band descriptions.
     raster_bands: tuple[str, ...] | None = None
     #: Raster values per unit reflectance (Sentinel-2 digital numbers: 10000).
     scale: float = 10000.0
+    #: Composite window (``gee``/``stac``), ISO dates; the end is exclusive.
+    date_start: str | None = None
+    date_end: str | None = None
+    #: ``gee``: Cloud Score+ ``cs_cdf`` a pixel needs to be kept (0.75 for training).
+    clear_threshold: float = 0.75
+    #: ``gee``: Google Cloud project with the Earth Engine API enabled; null: $EE_PROJECT or
+    #: $GOOGLE_CLOUD_PROJECT.
+    project: str | None = None
+    #: ``stac``: the STAC API (or a static catalogue's catalog.json) and its Sentinel-2 L2A collection.
+    stac_url: str = "https://earth-search.aws.element84.com/v1"
+    collection: str = "sentinel-2-c1-l2a"
+    #: ``stac``: scenes cloudier than this (``eo:cloud_cover``, %) are not searched.
+    max_cloud_cover: float = 80.0
+    #: ``gee``/``stac``: concurrent requests.
+    workers: int = 8
 
 
 @dataclass(frozen=True)
 class OsmConfig:
     source: str
     channels: tuple[str, ...] = OSM_CHANNELS
-    #: Local ``.osm`` XML file (``source: file``).
+    #: Local ``.osm`` XML file (``source: file``) or ``.osm.pbf`` extract (``source: pbf``).
     path: Path | None = None
 
 
@@ -173,6 +206,11 @@ class Profile:
     synthetic: SyntheticConfig | None = None
     training: TrainingConfig = field(default_factory=TrainingConfig)
     experiments: ExperimentsConfig = field(default_factory=ExperimentsConfig)
+
+    @property
+    def cache_dir(self) -> Path:
+        """Downloaded responses (Earth Engine pixels, STAC composites, Overpass) kept between runs."""
+        return self.root / "data" / "cache"
 
     @property
     def contextual_dir(self) -> Path:
@@ -275,6 +313,11 @@ def load_profile(profile: str = "demo", root: str | Path | None = None, **sectio
                         "a profile must be a mapping of sections; see configs/demo.yaml for the layout")
     raw.update({k: v for k, v in sections.items() if v is not None})
     name = raw.pop("profile", profile)
+    override = os.environ.get(IMAGERY_SOURCE_ENV)
+    if override and isinstance(raw.get("imagery"), dict) and override != raw["imagery"].get("source"):
+        # Outputs of another imagery source go to their own directories (bolivar_stac, …).
+        raw["imagery"] = {**raw["imagery"], "source": override}
+        name = f"{name}_{override}"
     unknown = set(raw) - set(SECTIONS)
     if unknown:
         raise ConfigError(", ".join(sorted(unknown)), "unknown section", f"use only: profile, {', '.join(SECTIONS)}", path)
@@ -314,6 +357,8 @@ def _coerce(value: Any, hint: Any, setting: str, root: Path, source: Path) -> An
     try:
         if hint is Path:
             return (root / str(value)).resolve()
+        if args and args[0] is Download:
+            return _downloads(value, setting, root, source)
         if typing.get_origin(hint) is tuple:
             if isinstance(value, str):
                 value = [v.strip() for v in value.split(",")]
@@ -335,6 +380,21 @@ def _coerce(value: Any, hint: Any, setting: str, root: Path, source: Path) -> An
         raise ConfigError(setting, f"invalid value {value!r}", f"give a {getattr(hint, '__name__', hint)}", source) from None
 
 
+def _downloads(value: Any, setting: str, root: Path, source: Path) -> tuple[Download, ...]:
+    fix = "give a mapping of path: {url: https://…, sha256: <64 hex digits>}"
+    if not isinstance(value, dict):
+        raise ConfigError(setting, "must be a mapping of local path to {url, sha256}", fix, source)
+    out = []
+    for path, spec in value.items():
+        if not isinstance(spec, dict) or set(spec) != {"url", "sha256"}:
+            raise ConfigError(f"{setting}.{path}", "needs exactly url and sha256", fix, source)
+        sha = str(spec["sha256"]).lower()
+        if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+            raise ConfigError(f"{setting}.{path}.sha256", f"not a SHA-256 digest: {spec['sha256']!r}", "give the 64 hex digits of `sha256sum FILE`", source)
+        out.append(Download((root / str(path)).resolve(), str(spec["url"]), sha))
+    return tuple(out)
+
+
 def _validate(prof: Profile) -> None:
     src = prof.source_file
     unknown_bands = [b for b in prof.imagery.bands if b not in S2_BANDS]
@@ -345,16 +405,18 @@ def _validate(prof: Profile) -> None:
         raise ConfigError("osm.channels", f"unknown OSM channel(s) {unknown_osm}", f"use names from {', '.join(OSM_CHANNELS)} (or [] for none)", src)
     if prof.imagery.source not in IMAGERY_SOURCES:
         raise ConfigError("imagery.source", f"unknown source {prof.imagery.source!r}", f"use one of {', '.join(IMAGERY_SOURCES)}", src)
-    if prof.imagery.path is None:
+    if prof.imagery.path is None and prof.imagery.source in ("demo", "local"):
         raise ConfigError("imagery.path", "missing", "give the GeoTIFF/COG/VRT to read", src)
+    if prof.imagery.source in ("gee", "stac"):
+        _validate_window(prof.imagery, src)
     if prof.imagery.source == "demo" and prof.synthetic is None:
         raise ConfigError("synthetic", "imagery.source is 'demo' but there is no synthetic section", "add one (see configs/demo.yaml)", src)
     if prof.region.points_outside_boundary not in ("error", "drop"):
         raise ConfigError("region.points_outside_boundary", f"invalid value {prof.region.points_outside_boundary!r}", "use error or drop", src)
     if prof.osm.source not in OSM_SOURCES:
         raise ConfigError("osm.source", f"unknown source {prof.osm.source!r}", f"use one of {', '.join(OSM_SOURCES)}", src)
-    if prof.osm.source == "file" and prof.osm.path is None:
-        raise ConfigError("osm.path", "missing for source 'file'", "give the .osm XML file", src)
+    if prof.osm.source in ("file", "pbf") and prof.osm.path is None:
+        raise ConfigError("osm.path", f"missing for source {prof.osm.source!r}", "give the .osm XML file (file) or the .osm.pbf extract (pbf)", src)
     bad_sizes = [s for s in prof.patches.sizes if s < 8]
     if bad_sizes or not prof.patches.sizes:
         raise ConfigError("patches.sizes", f"invalid patch sizes {list(prof.patches.sizes)}", "give sizes in pixels, e.g. [48, 256]", src)
@@ -363,6 +425,22 @@ def _validate(prof: Profile) -> None:
             raise ConfigError(f"patches.{name}", "must be between 0 and 1", "give a fraction", src)
     _validate_training(prof.training, src)
     _validate_experiments(prof.experiments, src)
+
+
+def _validate_window(img: ImageryConfig, src: Path) -> None:
+    from datetime import date
+
+    try:
+        start, end = date.fromisoformat(str(img.date_start)), date.fromisoformat(str(img.date_end))
+    except ValueError:
+        raise ConfigError("imagery.date_start/date_end", f"need ISO dates for source {img.source!r}, got {img.date_start!r} and {img.date_end!r}",
+                          "give the composite window, e.g. date_start: 2023-01-01, date_end: 2024-01-01", src) from None
+    if end <= start:
+        raise ConfigError("imagery.date_end", f"{end} is not after {start}", "give a window of at least a day (the end is exclusive)", src)
+    if not 0 <= img.clear_threshold <= 1:
+        raise ConfigError("imagery.clear_threshold", "must be between 0 and 1", "give a Cloud Score+ cs_cdf value, e.g. 0.75", src)
+    if img.workers < 1:
+        raise ConfigError("imagery.workers", "must be at least 1", "give a positive whole number", src)
 
 
 def _validate_experiments(e: ExperimentsConfig, src: Path) -> None:

@@ -50,8 +50,19 @@ class ImagerySource(Protocol):
 
 
 def prepare_inputs(profile: Profile):
-    """Make sure the profile's inputs exist: for the demo source, generate the SYNTHETIC region
-    (cached: nothing is redone when an identical one is on disk) and return it; otherwise None."""
+    """Make sure the profile's inputs exist: download its pinned reference files (cached under
+    ``data/``), and for the demo source generate the SYNTHETIC region (cached: nothing is redone
+    when an identical one is on disk) and return it; otherwise return None.
+
+    Raises
+    ------
+    AsgmError
+        A download failed (no network, changed checksum), with what to do.
+    """
+    if profile.region.downloads:
+        from asgm.downloads import fetch_all
+
+        fetch_all(profile.region.downloads)
     if profile.imagery.source == "demo":
         from asgm.imagery.demo import ensure_demo_region
 
@@ -59,12 +70,30 @@ def prepare_inputs(profile: Profile):
     return None
 
 
-def open_source(profile: Profile) -> ImagerySource:
-    """Open the imagery source a profile asks for."""
-    from asgm.imagery.local import LocalRasterSource
+def open_source(profile: Profile, progress: bool = True) -> ImagerySource:
+    """Open the imagery source a profile asks for (``demo``/``local``: the raster at ``imagery.path``;
+    ``gee``: Earth Engine, initialised with the profile's project; ``stac``: the STAC API).
 
+    Raises
+    ------
+    AsgmError
+        Missing input, or no access to the server (with the steps to set it up).
+    """
     prepare_inputs(profile)
     img = profile.imagery
+    if img.source == "gee":
+        from asgm.imagery import gee
+
+        gee.initialize(img.project)
+        composite = gee.s2_composite(img.date_start, img.date_end, img.bands, img.clear_threshold)
+        return gee.EarthEngineSource(composite, img.bands, profile.cache_dir / "gee", profile.patches.resolution_m, img.workers, progress=progress)
+    if img.source == "stac":
+        from asgm.imagery.stac import StacSource
+
+        return StacSource(img.stac_url, img.collection, img.date_start, img.date_end, img.bands, profile.cache_dir / "stac",
+                          max_cloud_cover=img.max_cloud_cover, resolution=profile.patches.resolution_m, workers=img.workers, progress=progress)
+    from asgm.imagery.local import LocalRasterSource
+
     return LocalRasterSource(img.path, img.bands, raster_bands=img.raster_bands, scale=img.scale)
 
 
