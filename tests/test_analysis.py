@@ -13,7 +13,7 @@ import pytest
 from pyproj import Transformer
 from shapely.geometry import LineString, Point
 
-from asgm import evaluate, explain, leakage
+from asgm import evaluate, explain, leakage, osm
 from asgm.config import TrainingConfig, load_profile
 from asgm.errors import AsgmError, ConfigError, InputFileError
 from asgm.models import bn_cnn, ensemble, predict_probabilities
@@ -343,13 +343,13 @@ def test_osm_snapshot_date_and_imagery_dates(tmp_path):
     stamped = tmp_path / "a.osm"
     stamped.write_text('<osm version="0.6">\n<node id="1" lat="7" lon="-61" timestamp="2023-05-01T10:00:00Z"/>\n'
                        '<node id="2" lat="7" lon="-61" timestamp="2024-02-03T10:00:00Z"/>\n</osm>\n')
-    assert leakage.osm_snapshot_date(stamped) == "2024-02-03"
+    assert osm.osm_snapshot_date(stamped) == "2024-02-03"
     overpass = tmp_path / "b.osm"
     overpass.write_text('<osm version="0.6">\n<meta osm_base="2025-07-09T08:00:00Z"/>\n</osm>\n')
-    assert leakage.osm_snapshot_date(overpass) == "2025-07-09"
+    assert osm.osm_snapshot_date(overpass) == "2025-07-09"
     bare = tmp_path / "c.osm"
     bare.write_text('<osm version="0.6">\n<node id="1" lat="7" lon="-61"/>\n</osm>\n')
-    assert leakage.osm_snapshot_date(bare) is None
+    assert osm.osm_snapshot_date(bare) is None
     index = pd.DataFrame({"date_start": ["2020-01-01", "2021-01-01"], "date_end": ["2020-12-31", "2023-12-31"]})
     assert leakage.imagery_dates(index) == ("2020-01-01", "2023-12-31")
     assert leakage.imagery_dates(index.drop(columns="date_end")) is None

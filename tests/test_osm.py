@@ -96,3 +96,92 @@ def test_unreadable_osm_file_names_the_file(tmp_path):
         features_from_file(path, box(-62, 7, -61, 8))
     with pytest.raises(InputFileError, match="OSM file not found"):
         features_from_file(tmp_path / "missing.osm", box(-62, 7, -61, 8))
+
+
+def write_pbf(path, xml_path, replication_timestamp=None):
+    """Convert an .osm XML file to an .osm.pbf extract with pyosmium (as osmium-tool would)."""
+    import osmium
+
+    header = osmium.io.Header()
+    if replication_timestamp:
+        header.set("osmosis_replication_timestamp", replication_timestamp)
+    with osmium.SimpleWriter(str(path), header=header) as writer:
+        for obj in osmium.FileProcessor(str(xml_path)):
+            writer.add(obj)
+    return path
+
+
+def test_pbf_extract_gives_the_same_features_as_the_xml(tmp_path):
+    from asgm.osm import features_from_pbf, pbf_snapshot_date
+
+    xml = tmp_path / "area.osm"
+    xml.write_text(OSM_XML)
+    pbf = write_pbf(tmp_path / "area.osm.pbf", xml, "2024-03-01T20:21:02Z")
+    boundary = box(-61.86, 7.29, -61.83, 7.32)
+    gdf = features_from_pbf(pbf, boundary, working_dir=tmp_path / "quackosm")
+    from_xml = features_from_file(xml, boundary)
+    assert sorted(gdf["id"]) == sorted(from_xml["id"]) == [10, 11]  # river outside, railway not a channel
+    assert set(gdf["element"]) == {"way"}
+    by_id = gdf.set_index("id")
+    assert by_id.loc[10, "highway"] == "track" and by_id.loc[11, "landuse"] == "quarry"
+    assert by_id.loc[11].geometry.geom_type == "Polygon"
+    assert by_id.loc[10].geometry.equals_exact(from_xml.set_index("id").loc[10].geometry, 1e-7)
+    assert pbf_snapshot_date(pbf) == "2024-03-01"
+    with pytest.raises(InputFileError, match="(?s)OSM extract not found.*geofabrik"):
+        features_from_pbf(tmp_path / "missing.osm.pbf", boundary)
+
+
+OVERPASS_JSON = {
+    "version": 0.6, "generator": "Overpass API (recorded)", "osm3s": {"timestamp_osm_base": "2025-07-09T08:00:00Z"},
+    "elements": [
+        {"type": "node", "id": 1, "lat": 7.300, "lon": -61.850}, {"type": "node", "id": 2, "lat": 7.310, "lon": -61.840},
+        {"type": "way", "id": 10, "nodes": [1, 2], "tags": {"highway": "track", "name": "Troncal 10"}},
+    ],
+}
+
+
+@pytest.fixture
+def overpass_server(monkeypatch):
+    """An Overpass stand-in on 127.0.0.1 answering every query with a recorded response."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    import osmnx as ox
+
+    queries = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            queries.append(self.rfile.read(int(self.headers["Content-Length"])).decode())
+            body = json.dumps(OVERPASS_JSON).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setattr(ox.settings, "overpass_url", f"http://127.0.0.1:{server.server_port}/api")
+    monkeypatch.setattr(ox.settings, "overpass_rate_limit", False)
+    yield queries
+    server.shutdown()
+
+
+def test_overpass_query_is_cached_and_dated(overpass_server, tmp_path):
+    from asgm.osm import features_from_overpass, read_features, save_features
+
+    boundary = box(-61.86, 7.29, -61.83, 7.32)
+    gdf, queried_at = features_from_overpass(boundary, cache_dir=tmp_path / "osmnx")
+    assert len(overpass_server) == 1 and "highway" in overpass_server[0]
+    assert gdf["id"].tolist() == [10] and gdf["highway"].tolist() == ["track"]
+    again, queried_again = features_from_overpass(boundary, cache_dir=tmp_path / "osmnx")
+    assert len(overpass_server) == 1, "a rerun is answered from osmnx's cache"
+    assert queried_again == queried_at and again["id"].tolist() == [10]
+    gdf.attrs["osm"] = {"source": "overpass", "queried_at": queried_at, "snapshot_date": queried_at[:10]}
+    saved = read_features(save_features(gdf, tmp_path / "osm.gpkg"))
+    assert saved.attrs["osm"] == {"source": "overpass", "queried_at": queried_at, "snapshot_date": queried_at[:10]}

@@ -10,7 +10,6 @@ trained model scores when those tags are erased from the held-out patches.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,7 +18,6 @@ import numpy as np
 import pandas as pd
 
 from asgm.config import OSM_CHANNELS
-from asgm.errors import InputFileError
 from asgm.models import normalize_patches, predict_probabilities
 from asgm.osm import OsmRasterizer
 from asgm.patches import Dataset
@@ -124,20 +122,6 @@ def predictions_with_osm(model, model_channels: Sequence[str], dataset: Dataset,
                 patches[r][..., slots] = rasterizer.rasterize(grids[r])
     x = normalize_patches(patches, dataset.channels, float(dataset.meta["scale"]), model_channels)
     return predict_probabilities(model, x, batch_size)
-
-
-def osm_snapshot_date(path: str | Path) -> str | None:
-    """Date of an ``.osm`` XML file's data: the Overpass ``osm_base`` stamp, or else the newest element
-    ``timestamp``; None when the file carries neither (e.g. the synthetic demo file)."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputFileError(path, "OSM file not found", "check osm.path in the profile")
-    text = path.read_text(encoding="utf-8", errors="replace")
-    base = re.search(r'osm_base="([^"]+)"', text)
-    if base:
-        return base.group(1)[:10]
-    stamps = re.findall(r'timestamp="(\d{4}-\d{2}-\d{2})', text)
-    return max(stamps) if stamps else None
 
 
 def imagery_dates(index: pd.DataFrame) -> tuple[str, str] | None:

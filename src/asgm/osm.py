@@ -1,4 +1,5 @@
-"""OpenStreetMap context: features for a boundary (local file or Overpass) and their rasterisation.
+"""OpenStreetMap context: features for a boundary (an ``.osm`` file, an ``.osm.pbf`` extract or
+Overpass) and their rasterisation.
 
 Each OSM channel is a binary mask of the features carrying that key (any value), burned on exactly
 the pixel grid of an imagery patch: lines burn every pixel they pass through, polygons the pixels
@@ -8,12 +9,15 @@ whose centre lies inside.
 from __future__ import annotations
 
 import hashlib
+import re
+from datetime import datetime, timezone
 from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
 import osmnx as ox
 import pandas as pd
+import pyogrio
 import shapely
 from pyproj import CRS
 from rasterio.features import rasterize
@@ -45,13 +49,75 @@ def features_from_file(path: str | Path, boundary: Polygon | MultiPolygon, chann
     return tidy_features(gdf, channels)
 
 
-def features_from_overpass(boundary: Polygon | MultiPolygon, channels: tuple[str, ...] = OSM_CHANNELS) -> gpd.GeoDataFrame:
-    """Download OSM features with any of the ``channels`` keys inside ``boundary`` from the Overpass API (osmnx)."""
+def features_from_pbf(path: str | Path, boundary: Polygon | MultiPolygon, channels: tuple[str, ...] = OSM_CHANNELS,
+                      working_dir: str | Path = "data/cache/quackosm") -> gpd.GeoDataFrame:
+    """Read OSM features with any of the ``channels`` keys from a local ``.osm.pbf`` extract (e.g.
+    Geofabrik's Venezuela), clipped to ``boundary``, with QuackOSM (DuckDB; fast on country extracts).
+
+    QuackOSM caches its GeoParquet result in ``working_dir``, so a rerun on the same extract, tags
+    and boundary reads it back.
+
+    Raises
+    ------
+    InputFileError
+        Missing or unreadable file.
+    """
+    import quackosm
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputFileError(path, "OSM extract not found", "download one, e.g. https://download.geofabrik.de/south-america/venezuela-latest.osm.pbf, and set osm.path")
+    _install_duckdb_spatial()
+    try:
+        gdf = quackosm.convert_pbf_to_geodataframe(path, tags_filter={key: True for key in channels}, geometry_filter=boundary,
+                                                   working_directory=working_dir, verbosity_mode="silent")
+    except Exception as exc:  # noqa: BLE001 - DuckDB/QuackOSM raise their own errors on a bad file
+        raise InputFileError(path, f"not a readable .osm.pbf extract ({type(exc).__name__}: {exc})", "download the extract again") from None
+    element_id = gdf.index.to_series().str.split("/", n=1, expand=True) if len(gdf) else pd.DataFrame(columns=[0, 1])
+    gdf = gdf.assign(element=element_id[0].to_numpy(), id=pd.to_numeric(element_id[1]).to_numpy()).reset_index(drop=True)
+    return tidy_features(gdf, channels)
+
+
+def _install_duckdb_spatial() -> None:
+    """Install DuckDB's spatial extension (which QuackOSM loads) from the ``duckdb-ext-spatial``
+    wheel, so nothing is downloaded from extensions.duckdb.org (a no-op once installed)."""
+    import duckdb
+    import duckdb_ext
+
+    platform = duckdb.sql("PRAGMA platform").fetchall()[0][0]
+    for root in duckdb_ext.__path__:
+        binary = Path(root) / "extensions" / f"v{duckdb.__version__}" / platform / "spatial.duckdb_extension"
+        if binary.is_file():
+            with duckdb.connect() as con:
+                con.install_extension(str(binary))
+            return
+
+
+def features_from_overpass(boundary: Polygon | MultiPolygon, channels: tuple[str, ...] = OSM_CHANNELS,
+                           cache_dir: str | Path | None = None) -> tuple[gpd.GeoDataFrame, str]:
+    """Download OSM features with any of the ``channels`` keys inside ``boundary`` from the Overpass
+    API (osmnx), keeping osmnx's response cache in ``cache_dir``.
+
+    Returns
+    -------
+    features, queried_at
+        The features, and when Overpass answered (UTC, ISO): the time of the newest cached response,
+        so a rerun served from the cache reports the date of the data it reuses.
+    """
+    settings = {"use_cache": True, "cache_folder": str(cache_dir) if cache_dir else ox.settings.cache_folder}
+    saved = {k: getattr(ox.settings, k) for k in settings}
+    for key, value in settings.items():
+        setattr(ox.settings, key, value)
     try:
         gdf = ox.features_from_polygon(boundary, tags={key: True for key in channels})
     except ox._errors.InsufficientResponseError:
         gdf = gpd.GeoDataFrame(geometry=[], crs=WGS84)
-    return tidy_features(gdf, channels)
+    finally:
+        for key, value in saved.items():
+            setattr(ox.settings, key, value)
+    responses = list(Path(settings["cache_folder"]).glob("*.json"))
+    stamp = max((f.stat().st_mtime for f in responses), default=datetime.now(timezone.utc).timestamp())
+    return tidy_features(gdf, channels), datetime.fromtimestamp(stamp, timezone.utc).isoformat(timespec="seconds")
 
 
 def tidy_features(gdf: gpd.GeoDataFrame, channels: tuple[str, ...]) -> gpd.GeoDataFrame:
@@ -66,25 +132,66 @@ def tidy_features(gdf: gpd.GeoDataFrame, channels: tuple[str, ...]) -> gpd.GeoDa
 
 
 def load_osm_features(profile: Profile, boundary: Polygon | MultiPolygon) -> gpd.GeoDataFrame:
-    """OSM features for the profile's boundary from the source it names (``file`` or ``overpass``)."""
-    if profile.osm.source == "file":
-        return features_from_file(profile.osm.path, boundary, profile.osm.channels)
-    return features_from_overpass(boundary, profile.osm.channels)
+    """OSM features for the profile's boundary from the source it names (``file``, ``pbf`` or
+    ``overpass``). ``gdf.attrs["osm"]`` says where they came from and the date of the data
+    (``snapshot_date``), which :func:`save_features` stores in the GeoPackage."""
+    osm = profile.osm
+    if osm.source == "file":
+        gdf = features_from_file(osm.path, boundary, osm.channels)
+        meta = {"source": "file", "path": osm.path.name, "snapshot_date": osm_snapshot_date(osm.path)}
+    elif osm.source == "pbf":
+        gdf = features_from_pbf(osm.path, boundary, osm.channels, profile.cache_dir / "quackosm")
+        meta = {"source": "pbf", "path": osm.path.name, "snapshot_date": pbf_snapshot_date(osm.path)}
+    else:
+        gdf, queried_at = features_from_overpass(boundary, osm.channels, profile.cache_dir / "osmnx" / profile.name)
+        meta = {"source": "overpass", "overpass_url": ox.settings.overpass_url, "queried_at": queried_at, "snapshot_date": queried_at[:10]}
+    gdf.attrs["osm"] = {**meta, "osmnx": ox.__version__}
+    return gdf
+
+
+def osm_snapshot_date(path: str | Path) -> str | None:
+    """Date of an ``.osm`` XML file's data: the Overpass ``osm_base`` stamp, or else the newest element
+    ``timestamp``; None when the file carries neither (e.g. the synthetic demo file)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputFileError(path, "OSM file not found", "check osm.path in the profile")
+    text = path.read_text(encoding="utf-8", errors="replace")
+    base = re.search(r'osm_base="([^"]+)"', text)
+    if base:
+        return base.group(1)[:10]
+    stamps = re.findall(r'timestamp="(\d{4}-\d{2}-\d{2})', text)
+    return max(stamps) if stamps else None
+
+
+def pbf_snapshot_date(path: str | Path) -> str | None:
+    """Date of an ``.osm.pbf`` extract's data: its header's replication timestamp (Geofabrik sets it), or None."""
+    import osmium
+
+    reader = osmium.io.Reader(str(path), osmium.osm.osm_entity_bits.NOTHING)
+    try:
+        stamp = reader.header().get("osmosis_replication_timestamp")
+    finally:
+        reader.close()
+    return stamp[:10] if stamp else None
 
 
 def save_features(gdf: gpd.GeoDataFrame, path: str | Path) -> Path:
-    """Write features to a GeoPackage atomically."""
+    """Write features to a GeoPackage atomically, with ``gdf.attrs["osm"]`` (source, dates) as the
+    layer's metadata."""
+    metadata = {k: str(v) for k, v in gdf.attrs.get("osm", {}).items() if v is not None}
     with atomic_path(path) as tmp:
-        gdf.to_file(tmp, driver="GPKG", layer="osm_features")
+        gdf.to_file(tmp, driver="GPKG", layer="osm_features", metadata=metadata or None)
     return Path(path)
 
 
 def read_features(path: str | Path) -> gpd.GeoDataFrame:
-    """Read features saved by :func:`save_features`."""
+    """Read features saved by :func:`save_features` (their metadata in ``attrs["osm"]``)."""
     path = Path(path)
     if not path.is_file():
         raise InputFileError(path, "OSM features not found", "run notebook 01_osm_features (make osm) first")
-    return gpd.read_file(path, layer="osm_features")
+    gdf = gpd.read_file(path, layer="osm_features")
+    gdf.attrs["osm"] = pyogrio.read_info(path, layer="osm_features").get("layer_metadata") or {}
+    return gdf
 
 
 def summarize_features(gdf: gpd.GeoDataFrame, channels: tuple[str, ...] = OSM_CHANNELS) -> pd.DataFrame:
@@ -114,7 +221,7 @@ def summarize_features(gdf: gpd.GeoDataFrame, channels: tuple[str, ...] = OSM_CH
 class OsmRasterizer:
     """Burns OSM channels onto patch grids.
 
-    The features are reprojected once to the imagery's CRS and spatially indexed, so each patch
+    The features are reprojected once per CRS of the grids and spatially indexed, so each patch
     only rasterises the features that touch it.
 
     Parameters
@@ -122,35 +229,46 @@ class OsmRasterizer:
     features
         OSM features (any CRS) with one column per channel key.
     crs
-        CRS of the patch grids (the imagery raster's).
+        CRS of the patch grids (the imagery raster's); None when each patch has its own UTM zone
+        (the Earth Engine and STAC sources): grids in any CRS are burned correctly either way.
     channels
         Channel keys, in output order.
     """
 
-    def __init__(self, features: gpd.GeoDataFrame, crs: CRS, channels: tuple[str, ...] = OSM_CHANNELS):
+    def __init__(self, features: gpd.GeoDataFrame, crs: CRS | None, channels: tuple[str, ...] = OSM_CHANNELS):
         unknown = [c for c in channels if c not in OSM_CHANNELS]
         if unknown:
             raise AsgmError(f"unknown OSM channel(s) {unknown}; use names from {', '.join(OSM_CHANNELS)}")
         self.channels = tuple(channels)
-        projected = features.to_crs(crs)
-        #: Per channel, the geometries carrying its key, in the patches' CRS.
-        self.layers: list[gpd.GeoSeries] = []
-        for key in self.channels:
-            layer = projected[projected[key].notna()] if key in projected else projected.iloc[:0]
-            layer = layer[~layer.geometry.is_empty & layer.geometry.notna()]
-            self.layers.append(layer.geometry.reset_index(drop=True))
-        digest = hashlib.sha256(str(CRS.from_user_input(crs)).encode())
+        self._features = features
+        self._by_crs: dict[str, list[gpd.GeoSeries]] = {}
+        crs = CRS.from_user_input(crs) if crs is not None else WGS84
+        #: Per channel, the geometries carrying its key, in ``crs``.
+        self.layers = self._layers(crs)
+        digest = hashlib.sha256(str(crs).encode())
         for layer in self.layers:
             digest.update(b"".join(shapely.to_wkb(layer.to_numpy())))
             digest.update(b"|")
         #: Changes whenever the burned masks could change.
         self.fingerprint = digest.hexdigest()[:16]
 
+    def _layers(self, crs: CRS) -> list[gpd.GeoSeries]:
+        key = crs.to_string()
+        if key not in self._by_crs:
+            projected = self._features.to_crs(crs)
+            layers = []
+            for channel in self.channels:
+                layer = projected[projected[channel].notna()] if channel in projected else projected.iloc[:0]
+                layer = layer[~layer.geometry.is_empty & layer.geometry.notna()]
+                layers.append(layer.geometry.reset_index(drop=True))
+            self._by_crs[key] = layers
+        return self._by_crs[key]
+
     def rasterize(self, grid: PatchGrid) -> np.ndarray:
         """Return the (H, W, C) uint8 mask of every channel on ``grid`` (1 where a feature lies)."""
         out = np.zeros((grid.height, grid.width, len(self.channels)), dtype=np.uint8)
         window = box(*grid.bounds)
-        for c, geoms in enumerate(self.layers):
+        for c, geoms in enumerate(self._layers(grid.crs)):
             hits = geoms.sindex.query(window, predicate="intersects")
             if len(hits):
                 out[..., c] = rasterize(

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -39,14 +38,6 @@ SETUP_STEPS = (
     "3. set imagery.project in the profile or export EE_PROJECT=<your-project-id>. "
     "No account? use the STAC source instead: make all PROFILE=bolivar IMAGERY=stac"
 )
-
-#: Messages of transient Earth Engine failures (HTTP 429 and 5xx lose their status in ee's exceptions).
-_TRANSIENT = re.compile(
-    r"too many (concurrent|requests)|rate limit|quota exceeded|internal error|backend error|service unavailable|"
-    r"temporarily unavailable|deadline exceeded|timed out|connection (reset|aborted)|\b(429|500|502|503|504)\b",
-    re.IGNORECASE,
-)
-
 
 def resolve_project(project: str | None = None) -> str:
     """The Cloud project: ``project`` if given, else the first of ``$EE_PROJECT``, ``$GOOGLE_CLOUD_PROJECT``.
@@ -131,10 +122,11 @@ class EarthEngineSource(RemoteSource):
         return np.stack([answer[b] for b in self.bands], axis=-1)
 
     def _is_retryable(self, exc: Exception) -> bool:
+        # ee turns HTTP errors into EEException(message); the HttpError is still the exception's context.
         status = getattr(getattr(exc.__context__, "resp", None), "status", None)
         if status is not None:
             return int(status) == 429 or int(status) >= 500
-        return isinstance(exc, (ee.EEException, ConnectionError, TimeoutError)) and bool(_TRANSIENT.search(str(exc)))
+        return super()._is_retryable(exc)
 
 
 def interactive_map(image: ee.Image, points, boundary, bands: Sequence[str] = ("B4", "B3", "B2")):

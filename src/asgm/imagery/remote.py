@@ -14,6 +14,7 @@ import io
 import json
 import math
 import random
+import re
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -32,6 +33,13 @@ from asgm.atomic import atomic_path
 from asgm.errors import AsgmError
 from asgm.imagery import PatchBatch
 from asgm.regions import WGS84, PatchGrid, utm_crs
+
+#: Messages of transient failures: rate limits (HTTP 429), server errors (5xx), dropped connections.
+TRANSIENT = re.compile(
+    r"too many (concurrent|requests)|rate limit|quota exceeded|internal error|backend error|service unavailable|"
+    r"temporarily unavailable|deadline exceeded|timed out|connection (reset|aborted|refused)|\b(429|500|502|503|504)\b",
+    re.IGNORECASE,
+)
 
 
 class RemoteSource:
@@ -87,7 +95,7 @@ class RemoteSource:
 
     def _is_retryable(self, exc: Exception) -> bool:
         """Whether ``exc`` is transient (rate limit, server error, dropped connection)."""
-        return isinstance(exc, (ConnectionError, TimeoutError))
+        return isinstance(exc, (ConnectionError, TimeoutError)) or bool(TRANSIENT.search(str(exc)))
 
     # -- shared machinery ------------------------------------------------------------------
 
