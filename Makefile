@@ -1,12 +1,19 @@
 # asgm-detector: `make all` sets up .venv and runs the notebooks on configs/$(PROFILE).yaml;
 # `make test` runs the test suite. Executed notebooks land in reports/$(PROFILE)/.
+# Real data: `make all PROFILE=bolivar` (Earth Engine) or `make all PROFILE=bolivar IMAGERY=stac`.
 PROFILE ?= demo
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 CONFIG := configs/$(PROFILE).yaml
+# IMAGERY=stac|gee|local replaces the profile's imagery source; outputs go to <profile>_<source>.
+ifdef IMAGERY
+export ASGM_IMAGERY_SOURCE := $(IMAGERY)
+REPORTS := reports/$(PROFILE)_$(IMAGERY)
+else
 REPORTS := reports/$(PROFILE)
+endif
 SRC := $(shell find src/asgm -name '*.py')
 PAPERMILL := $(PY) -m papermill --kernel asgm --cwd notebooks --no-progress-bar -f $(CONFIG)
 

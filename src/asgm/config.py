@@ -314,8 +314,8 @@ def load_profile(profile: str = "demo", root: str | Path | None = None, **sectio
     raw.update({k: v for k, v in sections.items() if v is not None})
     name = raw.pop("profile", profile)
     override = os.environ.get(IMAGERY_SOURCE_ENV)
-    if override and isinstance(raw.get("imagery"), dict) and override != raw["imagery"].get("source"):
-        # Outputs of another imagery source go to their own directories (bolivar_stac, …).
+    if override and isinstance(raw.get("imagery"), dict):
+        # Outputs of a chosen imagery source go to their own directories (bolivar_stac, …).
         raw["imagery"] = {**raw["imagery"], "source": override}
         name = f"{name}_{override}"
     unknown = set(raw) - set(SECTIONS)

@@ -82,6 +82,20 @@ def fetch(download: Download, mirror: Path | None = None, progress: bool = True)
 
 
 def fetch_all(downloads: Iterable[Download], mirror: Path | None = None, progress: bool = True) -> list[Path]:
-    """:func:`fetch` every file (the mirror defaults to :func:`default_mirror`)."""
+    """:func:`fetch` every file (the mirror defaults to :func:`default_mirror`).
+
+    Raises
+    ------
+    AsgmError
+        One error listing every file that could not be fetched, each with its fix.
+    """
     mirror = mirror if mirror is not None else default_mirror()
-    return [fetch(d, mirror, progress) for d in downloads]
+    paths, problems = [], []
+    for download in downloads:
+        try:
+            paths.append(fetch(download, mirror, progress))
+        except AsgmError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise AsgmError("\n".join(problems))
+    return paths

@@ -18,6 +18,7 @@ import numpy as np
 import osmnx as ox
 import pandas as pd
 import pyogrio
+import requests
 import shapely
 from pyproj import CRS
 from rasterio.features import rasterize
@@ -112,6 +113,10 @@ def features_from_overpass(boundary: Polygon | MultiPolygon, channels: tuple[str
         gdf = ox.features_from_polygon(boundary, tags={key: True for key in channels})
     except ox._errors.InsufficientResponseError:
         gdf = gpd.GeoDataFrame(geometry=[], crs=WGS84)
+    except requests.exceptions.RequestException as exc:
+        raise AsgmError(f"the Overpass API ({ox.settings.overpass_url}) cannot be reached: {type(exc).__name__}\n"
+                        "  How to fix: connect to the internet, or use a local extract: osm.source: pbf with osm.path pointing to a "
+                        "Geofabrik .osm.pbf (e.g. https://download.geofabrik.de/south-america/venezuela-latest.osm.pbf)") from None
     finally:
         for key, value in saved.items():
             setattr(ox.settings, key, value)
