@@ -113,3 +113,25 @@ def test_bad_catalogue_and_b10_are_refused(tmp_path):
         StacSource(str(tmp_path / "missing.json"), "c", "2023-01-01", "2024-01-01", BANDS, tmp_path, progress=False).client()
     with pytest.raises(AsgmError, match="no B10"):
         StacSource("x", "c", "2023-01-01", "2024-01-01", ("B2", "B10"), tmp_path)
+
+
+def test_dataset_from_stac_with_osm_burned_on_each_patch_grid(catalogue, tmp_path):
+    from shapely.geometry import LineString
+
+    from asgm.config import PatchConfig
+    from asgm.osm import OsmRasterizer
+    from asgm.patches import build_dataset
+
+    pts = gpd.GeoDataFrame({"patch_id": ["a", "b"], "label": [1, 0]},
+                           geometry=gpd.points_from_xy([LEFT + 200, LEFT + 400], [TOP - 300, TOP - 400]), crs=UTM20).to_crs(4326)
+    road = gpd.GeoDataFrame({"highway": ["track"]}, geometry=[LineString([(LEFT, TOP - 305), (LEFT + 640, TOP - 305)])], crs=UTM20)
+    src = source(catalogue, tmp_path)
+    assert src.crs is None
+    ds = build_dataset(pts, src, OsmRasterizer(road, src.crs, ("highway",)), 16, tmp_path / "ds", PatchConfig(), progress=False)
+    assert ds.channels == [*BANDS, "highway"] and ds.patches.shape == (2, 16, 16, 5)
+    assert ds.index["crs"].tolist() == ["EPSG:32620", "EPSG:32620"]
+    assert np.all(ds.patches[..., :4] == 800)
+    # The road (y = TOP - 305) crosses patch a at its centre row, and misses patch b (centred 100 m lower).
+    highway = np.asarray(ds.patches[..., 4])
+    assert highway[0].sum(axis=1).tolist() == [16 if r == 8 else 0 for r in range(16)]
+    assert highway[1].sum() == 0

@@ -97,5 +97,5 @@ def fetch_all(downloads: Iterable[Download], mirror: Path | None = None, progres
         except AsgmError as exc:
             problems.append(str(exc))
     if problems:
-        raise AsgmError("\n".join(problems))
+        raise AsgmError(f"{len(problems)} reference file(s) could not be fetched:\n" + "\n".join(f"  * {p}" for p in problems))
     return paths

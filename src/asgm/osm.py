@@ -46,7 +46,7 @@ def features_from_file(path: str | Path, boundary: Polygon | MultiPolygon, chann
     except ox._errors.InsufficientResponseError:
         gdf = gpd.GeoDataFrame(geometry=[], crs=WGS84)
     except Exception as exc:  # osmnx raises ParseError, KeyError, ValueError on malformed XML
-        raise InputFileError(path, f"not a readable OSM XML file ({type(exc).__name__}: {exc})", "export it again (e.g. osmium cat in.pbf -o out.osm)") from None
+        raise InputFileError(path, f"not a readable OSM XML file ({type(exc).__name__}: {exc})", "export it again; for a .osm.pbf extract set osm.source: pbf") from None
     return tidy_features(gdf, channels)
 
 
