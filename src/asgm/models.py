@@ -113,7 +113,93 @@ def bn_cnn(shape: tuple[int, int, int], statistics=None, dropout: float = 0.4, w
     return keras.Model(inputs, outputs, name="bn_cnn")
 
 
-ARCHITECTURES: dict[str, Callable[..., keras.Model]] = {"thesis_cnn": thesis_cnn, "bn_cnn": bn_cnn}
+def scan_cnn(shape: tuple[int, int, int], statistics=None, dropout: float = 0.4, widths: Sequence[int] = (32, 64, 128)) -> keras.Model:
+    """A scan-friendly CNN: bn_cnn's blocks with *valid* convolutions and pooling that tiles its
+    input exactly (2, 2, 3: the thesis's), so a window never sees zero padding and the network
+    can slide over a whole region as one convolution (:func:`fully_convolutional`) with an output
+    stride of 12 px. Blocks: 2, 2 and k × (Conv2D 3×3 valid → BatchNorm → ReLU), k chosen so the
+    last pooling tiles (48 px → 1 × 1 feature map); then global average pooling, dropout,
+    Dense 64 and a sigmoid.
+
+    Raises
+    ------
+    AsgmError
+        A patch size whose feature maps cannot be tiled by the pooling (48 and 256 px can).
+    """
+    size = shape[0]
+    convs = [2, 2]
+    after_two = ((size - 4) // 2 - 4) / 2
+    if (size - 4) % 2 or ((size - 4) // 2 - 4) % 2 or after_two < 5:
+        raise AsgmError(f"scan_cnn cannot tile a {size} px patch; use a size such as 48 or 256, or another architecture")
+    third = next(k for k in range(1, int(after_two)) if (after_two - 2 * k) % 3 == 0 and after_two - 2 * k >= 3)
+    convs.append(third)
+    inputs, x = _input(shape, statistics)
+    for width, n, pool in zip(widths, convs, (2, 2, 3)):
+        for _ in range(n):
+            x = layers.Conv2D(width, 3, padding="valid", use_bias=False)(x)
+            x = layers.BatchNormalization()(x)
+            x = layers.Activation("relu")(x)
+        x = layers.MaxPooling2D(pool)(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.Dropout(dropout)(x)
+    x = layers.Dense(64, activation="relu")(x)
+    x = layers.Dropout(dropout)(x)
+    outputs = layers.Dense(1, activation="sigmoid", name="mine_probability")(x)
+    return keras.Model(inputs, outputs, name="scan_cnn")
+
+
+ARCHITECTURES: dict[str, Callable[..., keras.Model]] = {"thesis_cnn": thesis_cnn, "bn_cnn": bn_cnn, "scan_cnn": scan_cnn}
+
+
+def fully_convolutional(model: keras.Model) -> tuple[keras.Model, int] | None:
+    """The same network as one convolution over inputs of any size, or None when it cannot be.
+
+    Convolutions, batch normalisation, activations and standardisation are copied with their
+    weights; global average pooling over the last f × f feature map becomes average pooling f × f
+    at stride 1; Flatten + Dense becomes a convolution with the Dense weights; dropout is dropped.
+    On an input of H × W the output map's pixel (i, j) is the model's probability for the window
+    whose top-left corner is (i × stride, j × stride). Returns None for networks whose windows
+    cannot share computation exactly: padded ("same") convolutions see zeros at each window's
+    border, and pooling that overlaps or does not tile breaks the alignment.
+
+    Returns
+    -------
+    (model, stride) or None
+    """
+    inputs = keras.Input(shape=(None, None, model.input_shape[-1]), name="region")
+    x, stride, flat_from = inputs, 1, None
+    for layer in model.layers[1:]:
+        config = layer.get_config()
+        if isinstance(layer, layers.Dropout):
+            continue
+        if isinstance(layer, layers.Conv2D) and config["padding"] == "valid" and tuple(config["strides"]) == (1, 1) and tuple(config["dilation_rate"]) == (1, 1):
+            x = _copy_layer(layer, x)
+        elif isinstance(layer, (layers.BatchNormalization, layers.Activation, layers.Normalization, layers.ReLU)):
+            x = _copy_layer(layer, x)
+        elif isinstance(layer, layers.MaxPooling2D) and config["padding"] == "valid" and tuple(config["pool_size"]) == tuple(config["strides"]):
+            x = _copy_layer(layer, x)
+            stride *= config["strides"][0]
+        elif isinstance(layer, layers.GlobalAveragePooling2D) and not config.get("keepdims"):
+            x = layers.AveragePooling2D(pool_size=tuple(layer.input.shape[1:3]), strides=1)(x)
+        elif isinstance(layer, layers.Flatten):
+            flat_from = tuple(layer.input.shape[1:])
+        elif isinstance(layer, layers.Dense):
+            kernel, *bias = layer.get_weights()
+            window = flat_from[:2] if flat_from else (1, 1)
+            conv = layers.Conv2D(config["units"], window, activation=config["activation"], use_bias=config["use_bias"], name=f"{layer.name}_as_conv")
+            x = conv(x)
+            conv.set_weights([kernel.reshape(*window, -1, config["units"]), *bias])
+            flat_from = None
+        else:
+            return None
+    return keras.Model(inputs, x, name=f"{model.name}_fully_convolutional"), stride
+
+
+def _copy_layer(layer: layers.Layer, x):
+    clone = layer.__class__.from_config(layer.get_config())
+    out = clone(x)
+    clone.set_weights(layer.get_weights())
+    return out
 
 
 def build_model(architecture: str, shape: tuple[int, int, int], statistics=None, learning_rate: float = 3e-4) -> keras.Model:
