@@ -1,0 +1,342 @@
+"""Region scan: a trained model slid over a whole region → a probability raster and detections.
+
+A window of the model's patch size moves over the region raster at ``stride`` pixels. Each window's
+probability of mine becomes one pixel of the probability raster (a GeoTIFF whose pixels are
+``stride`` × ``stride`` blocks centred on the window centres); windows at or above the threshold
+are dissolved into detection polygons (GeoJSON, with mean and max confidence and area in hectares).
+
+The region is processed tile by tile (a tile is ``tile_windows`` × ``tile_windows`` windows, read
+with the overlap of one window), so memory stays bounded whatever the region's size. Tiles are
+tasks on a dask.distributed cluster (a local one, or a scheduler address) or run in-process; each
+finished tile is written to disk at once, so an interrupted scan resumes with the missing tiles.
+
+Fast path: a network without padding inside the window (``scan_cnn``) runs as one convolution over
+the tile (:func:`asgm.models.fully_convolutional`), so overlapping windows share their work; it gives
+the per-window probabilities to within float rounding for strides that are multiples of its output
+stride (12 px). Other networks or strides fall back to predicting each window.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import rasterio
+import shapely
+from affine import Affine
+from rasterio.windows import Window
+from scipy.spatial import cKDTree
+from tqdm.auto import tqdm
+
+from asgm.atomic import atomic_path
+from asgm.config import OSM_CHANNELS, S2_BANDS
+from asgm.errors import AsgmError, InputFileError
+from asgm.regions import WGS84, PatchGrid
+
+
+@dataclass(frozen=True)
+class TileSpec:
+    """Everything a worker needs to scan one tile (plain values, so it travels to any machine)."""
+
+    model_dir: str
+    raster: str
+    bands: tuple[str, ...]
+    band_indexes: tuple[int, ...]
+    osm_features: str | None
+    osm_channels: tuple[str, ...]
+    scale: float
+    nodata: float
+    row: int  # first window (row, col) of the tile, in window units
+    col: int
+    rows: int  # windows in the tile
+    cols: int
+    stride: int
+    window: int
+    fast: bool
+    max_nodata_fraction: float
+    part: str  # .npy written when the tile is done
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    probability: Path
+    #: (rows, cols) of the probability raster: windows per column and per row.
+    shape: tuple[int, int]
+    #: Whether the fully convolutional path was used (else per-window prediction).
+    fast: bool
+    stride: int
+    window: int
+    tiles: int
+    #: Tiles computed in this call (the rest were already on disk).
+    computed: int
+
+
+def window_grid(raster_transform: Affine, width: int, height: int, window: int, stride: int) -> tuple[Affine, int, int]:
+    """The probability raster's grid: one pixel per window, a ``stride`` × ``stride`` block centred
+    on the window's centre. Returns (transform, rows, cols)."""
+    if width < window or height < window:
+        raise AsgmError(f"the region raster ({width} x {height} px) is smaller than one {window} px window")
+    rows, cols = (height - window) // stride + 1, (width - window) // stride + 1
+    offset = (window - stride) / 2
+    return raster_transform @ Affine.translation(offset, offset) @ Affine.scale(stride), rows, cols
+
+
+def scan_region(model_dir: str | Path, raster: str | Path, out_dir: str | Path, stride: int = 24, tile_windows: int = 32,
+                osm_features: str | Path | None = None, fast: bool = True, scheduler: str = "synchronous", workers: int = 1,
+                max_nodata_fraction: float = 0.05, progress: bool = True) -> ScanResult:
+    """Slide a trained model over a region raster and write ``out_dir/probability.tif``.
+
+    Parameters
+    ----------
+    model_dir
+        A model directory (``asgm.train``); its channels, patch size and normalisation are used.
+    raster
+        GeoTIFF/COG/VRT with the model's bands as named bands (reflectance × scale).
+    out_dir
+        Output directory; finished tiles are kept in ``out_dir/tiles-<key>/`` until the raster is written.
+    stride
+        Pixels between neighbouring windows (24: Earth Genome's).
+    tile_windows
+        Windows per tile side (memory per tile grows with its square).
+    osm_features
+        GeoPackage of OSM features (notebook 01) when the model uses OSM channels; they are burned on
+        each tile's pixel grid, as on the training patches.
+    fast
+        Use the fully convolutional path when the model and stride allow it.
+    scheduler
+        ``synchronous`` (in this process), ``local`` (a dask.distributed LocalCluster of ``workers``
+        processes) or a scheduler address (``tcp://host:8786``).
+    max_nodata_fraction
+        Windows with more no-data pixels get no probability (NaN).
+
+    Raises
+    ------
+    InputFileError
+        The raster lacks a band the model needs, or OSM features are needed and missing.
+    """
+    from asgm.predict import load_trained_model
+
+    trained = load_trained_model(model_dir)
+    window = trained.patch_size
+    bands = tuple(c for c in trained.channels if c in S2_BANDS)
+    osm = tuple(c for c in trained.channels if c in OSM_CHANNELS)
+    if osm and osm_features is None:
+        raise InputFileError(Path(model_dir) / "config.json", f"the model uses OSM channels {list(osm)} but no OSM features were given",
+                             "pass the profile's osm.gpkg (notebook 01) as osm_features, or scan with a model trained without OSM")
+    raster = Path(raster)
+    with rasterio.open(raster) as src:
+        names = list(src.descriptions)
+        missing = [b for b in bands if b not in names]
+        if missing:
+            raise InputFileError(raster, f"lacks band(s) {missing} that the model needs; it has {names}", "scan a raster with the model's bands (named band descriptions)")
+        transform, rows, cols = window_grid(src.transform, src.width, src.height, window, stride)
+        profile = {"driver": "GTiff", "width": cols, "height": rows, "count": 1, "dtype": "float32", "crs": src.crs,
+                   "transform": transform, "nodata": np.nan, "tiled": True, "blockxsize": 256, "blockysize": 256, "compress": "deflate"}
+        nodata = src.nodata if src.nodata is not None else 0
+        stat = raster.stat()
+    scale = float(trained.config["normalization"]["scale"])
+    key = hashlib.sha256(json.dumps([str(Path(model_dir).resolve()), trained.config.get("training_key"), str(raster.resolve()), stat.st_size,
+                                     stat.st_mtime_ns, str(osm_features), stride, fast, max_nodata_fraction]).encode()).hexdigest()[:12]
+    out_dir = Path(out_dir)
+    probability = out_dir / "probability.tif"
+    uses_fast = fast and _fast_stride(trained.model, stride) is not None
+    tiles = [(r, c) for r in range(0, rows, tile_windows) for c in range(0, cols, tile_windows)]
+    if probability.is_file():
+        with rasterio.open(probability) as done:
+            if done.tags().get("scan_key") == key:
+                return ScanResult(probability, (rows, cols), uses_fast, stride, window, len(tiles), 0)
+    parts = out_dir / f"tiles-{key}"
+    parts.mkdir(parents=True, exist_ok=True)
+    specs = [TileSpec(str(model_dir), str(raster), bands, tuple(names.index(b) + 1 for b in bands), str(osm_features) if osm else None, osm,
+                      scale, float(nodata), r, c, min(tile_windows, rows - r), min(tile_windows, cols - c), stride, window, fast,
+                      max_nodata_fraction, str(parts / f"tile_{r:06d}_{c:06d}.npy")) for r, c in tiles]
+    todo = [s for s in specs if not Path(s.part).is_file()]
+    _run(todo, scheduler, workers, progress)
+    with atomic_path(probability) as tmp, rasterio.open(tmp, "w", **profile) as dst:
+        for s in specs:
+            dst.write(np.load(s.part)[None], window=Window(s.col, s.row, s.cols, s.rows))
+        dst.update_tags(scan_key=key, model=str(model_dir), raster=str(raster), stride=stride, window=window, fast_path=str(uses_fast))
+    shutil.rmtree(parts)
+    return ScanResult(probability, (rows, cols), uses_fast, stride, window, len(specs), len(todo))
+
+
+def _run(specs: list[TileSpec], scheduler: str, workers: int, progress: bool) -> None:
+    bar = tqdm(total=len(specs), desc="scan tiles", unit="tile", disable=not progress or not specs)
+    if scheduler == "synchronous" or not specs:
+        for spec in specs:
+            scan_tile(spec)
+            bar.update()
+        bar.close()
+        return
+    from dask.distributed import Client, LocalCluster, as_completed
+
+    if scheduler == "local":
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+        client = Client(cluster)
+    else:
+        cluster, client = None, Client(scheduler)
+    try:
+        for future in as_completed(client.map(scan_tile, specs, pure=False)):
+            future.result()
+            bar.update()
+    finally:
+        bar.close()
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+#: Per process: loaded models and OSM rasterisers, reused by every tile a worker scans.
+_MODELS: dict[str, tuple] = {}
+_RASTERIZERS: dict[tuple, object] = {}
+
+
+def _fast_stride(model, stride: int) -> int | None:
+    from asgm.models import fully_convolutional
+
+    converted = fully_convolutional(model)
+    return converted[1] if converted is not None and stride % converted[1] == 0 else None
+
+
+def _load(model_dir: str):
+    if model_dir not in _MODELS:
+        from asgm.models import fully_convolutional
+        from asgm.predict import load_trained_model
+
+        trained = load_trained_model(model_dir)
+        _MODELS[model_dir] = (trained, fully_convolutional(trained.model))
+    return _MODELS[model_dir]
+
+
+def tile_inputs(spec: TileSpec) -> tuple[np.ndarray, np.ndarray]:
+    """The model's normalised input (H, W, C) over the tile's pixels (its windows and their
+    overlap), and the raw bands (for the no-data check)."""
+    from asgm.models import normalize_patches
+    from asgm.osm import OsmRasterizer, read_features
+
+    height = (spec.rows - 1) * spec.stride + spec.window
+    width = (spec.cols - 1) * spec.stride + spec.window
+    pixels = Window(spec.col * spec.stride, spec.row * spec.stride, width, height)
+    with rasterio.open(spec.raster) as src:
+        data = np.moveaxis(src.read(list(spec.band_indexes), window=pixels), 0, -1)
+        grid = PatchGrid(src.crs, src.window_transform(pixels), width, height)
+    channels = list(spec.bands)
+    if spec.osm_channels:
+        key = (spec.osm_features, spec.osm_channels)
+        if key not in _RASTERIZERS:
+            _RASTERIZERS[key] = OsmRasterizer(read_features(spec.osm_features), grid.crs, spec.osm_channels)
+        data = np.concatenate([data, _RASTERIZERS[key].rasterize(grid).astype(data.dtype)], axis=-1)
+        channels += list(spec.osm_channels)
+    trained, _ = _load(spec.model_dir)
+    return normalize_patches(data, channels, spec.scale, trained.channels), data[..., : len(spec.bands)]
+
+
+def scan_tile(spec: TileSpec) -> str:
+    """Probabilities of the tile's windows (rows × cols, NaN where a window is mostly no data),
+    written atomically to ``spec.part``; returns its path."""
+    from asgm.models import predict_probabilities
+
+    trained, converted = _load(spec.model_dir)
+    x, bands = tile_inputs(spec)
+    if spec.fast and converted is not None and spec.stride % converted[1] == 0:
+        fcn, fcn_stride = converted
+        step = spec.stride // fcn_stride
+        dense = np.asarray(fcn(x[None], training=False))[0, ..., 0]
+        probability = dense[::step, ::step][: spec.rows, : spec.cols]
+    else:
+        probability = predict_probabilities(trained.model, window_stack(x, spec.window, spec.stride, spec.rows, spec.cols)).reshape(spec.rows, spec.cols)
+    empty = np.all(bands == spec.nodata, axis=-1)
+    fraction = window_stack(empty[..., None].astype(np.float32), spec.window, spec.stride, spec.rows, spec.cols).mean(axis=(1, 2, 3))
+    probability = np.where(fraction.reshape(spec.rows, spec.cols) > spec.max_nodata_fraction, np.nan, probability).astype(np.float32)
+    with atomic_path(spec.part) as tmp:
+        buffer = io.BytesIO()
+        np.save(buffer, probability)
+        tmp.write_bytes(buffer.getvalue())
+    return spec.part
+
+
+def window_stack(x: np.ndarray, window: int, stride: int, rows: int, cols: int) -> np.ndarray:
+    """The (rows × cols, window, window, C) windows of ``x`` (H, W, C) at ``stride``, row by row (views, no copy)."""
+    views = np.lib.stride_tricks.sliding_window_view(x, (window, window), axis=(0, 1))[::stride, ::stride][:rows, :cols]
+    return np.moveaxis(views, 2, -1).reshape(rows * cols, window, window, x.shape[-1]) if views.size else np.zeros((0, window, window, x.shape[-1]), x.dtype)
+
+
+def detections(probability: str | Path, threshold: float, isolated_threshold: float | None = None,
+               neighbours: int = 5, isolation_m: float = 3000.0) -> gpd.GeoDataFrame:
+    """Windows at or above ``threshold`` in a probability raster written by :func:`scan_region`, as
+    the union of their footprints (window × window pixels each), one row per polygon.
+
+    Earth Genome's rule for isolated detections is optional: a window whose ``neighbours``-th
+    nearest detected window is farther than ``isolation_m`` needs ``isolated_threshold`` instead.
+
+    Returns
+    -------
+    GeoDataFrame
+        ``windows``, ``mean_confidence``, ``max_confidence``, ``area_ha`` and the polygon, in the
+        raster's CRS.
+    """
+    with rasterio.open(probability) as src:
+        p = src.read(1)
+        transform, crs = src.transform, src.crs
+        tags = src.tags()
+    # A probability pixel is stride raster pixels wide; a window covers `window` raster pixels.
+    side = int(tags["window"]) * transform.a / int(tags["stride"])
+    rows, cols = np.nonzero(np.nan_to_num(p, nan=-1.0) >= threshold)
+    xs, ys = rasterio.transform.xy(transform, rows, cols)
+    xs, ys, conf = np.asarray(xs, float), np.asarray(ys, float), p[rows, cols]
+    if isolated_threshold is not None and len(xs) > 0:
+        k = min(neighbours + 1, len(xs))
+        dist = cKDTree(np.column_stack([xs, ys])).query(np.column_stack([xs, ys]), k=k)[0]
+        kth = dist[:, -1] if len(xs) > neighbours else np.full(len(xs), np.inf)
+        keep = (kth <= isolation_m) | (conf >= isolated_threshold)
+        xs, ys, conf = xs[keep], ys[keep], conf[keep]
+    columns = ["windows", "mean_confidence", "max_confidence", "area_ha"]
+    if not len(xs):
+        return gpd.GeoDataFrame(columns=columns, geometry=[], crs=crs)
+    half = side / 2
+    boxes = shapely.box(xs - half, ys - half, xs + half, ys + half)
+    merged = gpd.GeoSeries([shapely.union_all(boxes)], crs=crs).explode(index_parts=False).reset_index(drop=True)
+    centres = gpd.GeoDataFrame({"confidence": conf}, geometry=gpd.points_from_xy(xs, ys), crs=crs)
+    joined = gpd.sjoin(centres, gpd.GeoDataFrame(geometry=merged), predicate="within")
+    stats = joined.groupby("index_right")["confidence"].agg(["size", "mean", "max"])
+    out = gpd.GeoDataFrame({"windows": stats["size"].astype(int), "mean_confidence": stats["mean"].round(4),
+                            "max_confidence": stats["max"].round(4)}, geometry=merged.loc[stats.index].to_numpy(), crs=crs)
+    out["area_ha"] = (out.area / 1e4).round(2)
+    return out[columns + ["geometry"]].reset_index(drop=True)
+
+
+def write_detections(found: gpd.GeoDataFrame, path: str | Path) -> Path:
+    """Write detections as GeoJSON (WGS 84, as the format requires), atomically."""
+    with atomic_path(path) as tmp:
+        found.to_crs(WGS84).to_file(tmp, driver="GeoJSON")
+    return Path(path)
+
+
+def evaluate_detections(found: gpd.GeoDataFrame, truth: gpd.GeoDataFrame) -> dict:
+    """Polygon-level agreement of detections with ground-truth mine polygons.
+
+    Returns
+    -------
+    dict
+        ``precision``: share of detections touching a true polygon; ``recall``: share of true
+        polygons touched by a detection; counts; mapped and true area (ha) and their overlap.
+    """
+    truth = truth.to_crs(found.crs) if len(found) else truth
+    crs = truth.crs if truth.crs and truth.crs.is_projected else truth.estimate_utm_crs()
+    found, truth = found.to_crs(crs), truth.to_crs(crs)
+    hit = found.geometry.apply(lambda g: bool(truth.sindex.query(g, predicate="intersects").size)) if len(found) else pd.Series(dtype=bool)
+    found_any = truth.geometry.apply(lambda g: bool(found.sindex.query(g, predicate="intersects").size)) if len(found) else pd.Series(False, index=truth.index)
+    overlap = shapely.intersection(shapely.union_all(found.geometry.to_numpy()), shapely.union_all(truth.geometry.to_numpy())).area if len(found) else 0.0
+    return {
+        "detections": int(len(found)), "true_polygons": int(len(truth)),
+        "precision": float(hit.mean()) if len(found) else math.nan, "recall": float(found_any.mean()) if len(truth) else math.nan,
+        "mapped_ha": float(found.area.sum() / 1e4), "true_ha": float(truth.area.sum() / 1e4), "overlap_ha": float(overlap / 1e4),
+    }
