@@ -17,9 +17,9 @@ endif
 SRC := $(shell find src/asgm -name '*.py')
 PAPERMILL := $(PY) -m papermill --kernel asgm --cwd notebooks --no-progress-bar -f $(CONFIG)
 
-.PHONY: setup all osm patches train analysis test html clean
+.PHONY: setup all osm patches train analysis scan test html clean
 
-all: setup osm patches train analysis
+all: setup osm patches train analysis scan
 
 setup: $(STAMP)
 
@@ -34,11 +34,13 @@ osm: $(REPORTS)/01_osm_features.ipynb
 patches: $(REPORTS)/02_patch_generation.ipynb
 train: $(REPORTS)/03_train_model.ipynb
 analysis: $(REPORTS)/04_results_analysis.ipynb
+scan: $(REPORTS)/05_region_scan.ipynb
 
 $(REPORTS)/01_osm_features.ipynb: notebooks/01_osm_features.ipynb $(CONFIG) $(SRC) | $(STAMP)
 $(REPORTS)/02_patch_generation.ipynb: notebooks/02_patch_generation.ipynb $(REPORTS)/01_osm_features.ipynb $(CONFIG) $(SRC) | $(STAMP)
 $(REPORTS)/03_train_model.ipynb: notebooks/03_train_model.ipynb $(REPORTS)/02_patch_generation.ipynb $(CONFIG) $(SRC) | $(STAMP)
 $(REPORTS)/04_results_analysis.ipynb: notebooks/04_results_analysis.ipynb $(REPORTS)/03_train_model.ipynb $(CONFIG) $(SRC) | $(STAMP)
+$(REPORTS)/05_region_scan.ipynb: notebooks/05_region_scan.ipynb $(REPORTS)/03_train_model.ipynb $(CONFIG) $(SRC) | $(STAMP)
 
 # A notebook is written under a temporary name and renamed only when every cell ran, so a failed
 # run is never mistaken for an up-to-date one (the failed copy stays as *.partial.ipynb to inspect).

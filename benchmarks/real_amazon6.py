@@ -41,6 +41,7 @@ VARIANTS = {
     "bn_cnn_std": {"architecture": "bn_cnn", "standardize": True},
     "bn_cnn_std_noaug": {"architecture": "bn_cnn", "standardize": True, "augment": False},
     "bn_cnn_std_x3": {"architecture": "bn_cnn", "standardize": True, "ensemble": 3},
+    "scan_cnn_std": {"architecture": "scan_cnn", "standardize": True},
 }
 METRICS = ("roc_auc", "average_precision", "sensitivity", "specificity")
 

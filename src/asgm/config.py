@@ -194,6 +194,35 @@ class ExperimentsConfig:
 
 
 @dataclass(frozen=True)
+class ScanConfig:
+    """The region scan of notebook 05 (see :mod:`asgm.scan`)."""
+
+    #: Experiment (model directory under ``models/<profile>/``) to scan with; null: a ``scan_cnn``
+    #: trained like notebook 03's S2 + OSM model (the architecture with the fast path).
+    model: str | None = None
+    #: Region raster; null: ``imagery.path`` (for ``gee``/``stac``, the exported composite).
+    raster: Path | None = None
+    #: Pixels between windows (24: Earth Genome's).
+    stride: int = 24
+    #: Windows per tile side (memory per tile grows with its square).
+    tile_windows: int = 32
+    #: Use the fully convolutional path when the model and stride allow it.
+    fast: bool = True
+    #: Detection threshold; null: the model's (chosen on validation).
+    threshold: float | None = None
+    #: Earth Genome's stricter threshold for isolated detections (null: no such rule): a window
+    #: whose ``isolated_neighbours``-th nearest detection is farther than ``isolated_distance_m``.
+    isolated_threshold: float | None = None
+    isolated_neighbours: int = 5
+    isolated_distance_m: float = 3000.0
+    #: ``synchronous`` (in the notebook's process), ``local`` (a dask LocalCluster) or a dask
+    #: scheduler address (``tcp://host:8786``) to spread tiles over more machines.
+    scheduler: str = "local"
+    #: Worker processes of the local cluster.
+    workers: int = 1
+
+
+@dataclass(frozen=True)
 class Profile:
     name: str
     root: Path
@@ -206,6 +235,7 @@ class Profile:
     synthetic: SyntheticConfig | None = None
     training: TrainingConfig = field(default_factory=TrainingConfig)
     experiments: ExperimentsConfig = field(default_factory=ExperimentsConfig)
+    scan: ScanConfig = field(default_factory=ScanConfig)
 
     @property
     def cache_dir(self) -> Path:
@@ -255,6 +285,7 @@ SECTIONS = {
     "synthetic": SyntheticConfig,
     "training": TrainingConfig,
     "experiments": ExperimentsConfig,
+    "scan": ScanConfig,
 }
 
 
@@ -425,6 +456,9 @@ def _validate(prof: Profile) -> None:
             raise ConfigError(f"patches.{name}", "must be between 0 and 1", "give a fraction", src)
     _validate_training(prof.training, src)
     _validate_experiments(prof.experiments, src)
+    sc = prof.scan
+    if sc.stride < 1 or sc.tile_windows < 1 or sc.workers < 1:
+        raise ConfigError("scan", "stride, tile_windows and workers must be at least 1", "give positive whole numbers", src)
 
 
 def _validate_window(img: ImageryConfig, src: Path) -> None:
