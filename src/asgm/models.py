@@ -99,18 +99,28 @@ def bn_cnn(shape: tuple[int, int, int], statistics=None, dropout: float = 0.4, w
     parameters): per block 2 × (Conv2D 3×3 → BatchNorm → ReLU) and max-pooling 2, then global
     average pooling, dropout, Dense 64 and a sigmoid. Global pooling makes it size-agnostic."""
     inputs, x = _input(shape, statistics)
-    for width in widths:
-        for _ in range(2):
-            x = layers.Conv2D(width, 3, padding="same", use_bias=False)(x)
+    x = _bn_blocks(x, widths, [2] * len(widths), [2] * len(widths), "same")
+    return keras.Model(inputs, _pooled_head(x, dropout), name="bn_cnn")
+
+
+def _bn_blocks(x, widths: Sequence[int], convs: Sequence[int], pools: Sequence[int], padding: str):
+    """Blocks of n × (Conv2D 3×3 → BatchNorm → ReLU) followed by max-pooling."""
+    for width, n, pool in zip(widths, convs, pools):
+        for _ in range(n):
+            x = layers.Conv2D(width, 3, padding=padding, use_bias=False)(x)
             x = layers.BatchNormalization()(x)
             x = layers.Activation("relu")(x)
-        x = layers.MaxPooling2D(2)(x)
+        x = layers.MaxPooling2D(pool)(x)
+    return x
+
+
+def _pooled_head(x, dropout: float):
+    """Global average pooling, dropout, Dense 64, dropout, and the sigmoid output."""
     x = layers.GlobalAveragePooling2D()(x)
     x = layers.Dropout(dropout)(x)
     x = layers.Dense(64, activation="relu")(x)
     x = layers.Dropout(dropout)(x)
-    outputs = layers.Dense(1, activation="sigmoid", name="mine_probability")(x)
-    return keras.Model(inputs, outputs, name="bn_cnn")
+    return layers.Dense(1, activation="sigmoid", name="mine_probability")(x)
 
 
 def scan_cnn(shape: tuple[int, int, int], statistics=None, dropout: float = 0.4, widths: Sequence[int] = (32, 64, 128)) -> keras.Model:
@@ -134,18 +144,8 @@ def scan_cnn(shape: tuple[int, int, int], statistics=None, dropout: float = 0.4,
     third = next(k for k in range(1, int(after_two)) if (after_two - 2 * k) % 3 == 0 and after_two - 2 * k >= 3)
     convs.append(third)
     inputs, x = _input(shape, statistics)
-    for width, n, pool in zip(widths, convs, (2, 2, 3)):
-        for _ in range(n):
-            x = layers.Conv2D(width, 3, padding="valid", use_bias=False)(x)
-            x = layers.BatchNormalization()(x)
-            x = layers.Activation("relu")(x)
-        x = layers.MaxPooling2D(pool)(x)
-    x = layers.GlobalAveragePooling2D()(x)
-    x = layers.Dropout(dropout)(x)
-    x = layers.Dense(64, activation="relu")(x)
-    x = layers.Dropout(dropout)(x)
-    outputs = layers.Dense(1, activation="sigmoid", name="mine_probability")(x)
-    return keras.Model(inputs, outputs, name="scan_cnn")
+    x = _bn_blocks(x, widths, convs, (2, 2, 3), "valid")
+    return keras.Model(inputs, _pooled_head(x, dropout), name="scan_cnn")
 
 
 ARCHITECTURES: dict[str, Callable[..., keras.Model]] = {"thesis_cnn": thesis_cnn, "bn_cnn": bn_cnn, "scan_cnn": scan_cnn}

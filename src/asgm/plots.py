@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import rasterio
-from matplotlib.colors import ListedColormap
+from matplotlib.colors import ListedColormap, PowerNorm
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
@@ -473,7 +473,8 @@ def plot_scan(raster: str | Path, probability: str | Path, found: gpd.GeoDataFra
         crs = src.crs
     fig, axes = plt.subplots(1, 2, figsize=(16, 8), sharex=True, sharey=True)
     axes[0].imshow(rgb, extent=(left, right, bottom, top), alpha=0.5)
-    shown = axes[0].imshow(np.ma.masked_invalid(p), extent=p_extent, cmap="magma", vmin=0, vmax=1, alpha=0.85)
+    # A power scale, so the low probabilities around a low validation threshold stay visible.
+    shown = axes[0].imshow(np.ma.masked_invalid(p), extent=p_extent, cmap="magma", norm=PowerNorm(0.4, vmin=0, vmax=1), alpha=0.85)
     fig.colorbar(shown, ax=axes[0], shrink=0.7, label="probability of mine (per window)")
     axes[0].set_title("probability raster" + (f" (threshold {threshold:.2f})" if threshold is not None else ""))
     axes[1].imshow(rgb, extent=(left, right, bottom, top))

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import math
 import shutil
 from dataclasses import dataclass
@@ -141,10 +142,11 @@ def scan_region(model_dir: str | Path, raster: str | Path, out_dir: str | Path, 
         profile = {"driver": "GTiff", "width": cols, "height": rows, "count": 1, "dtype": "float32", "crs": src.crs,
                    "transform": transform, "nodata": np.nan, "tiled": True, "blockxsize": 256, "blockysize": 256, "compress": "deflate"}
         nodata = src.nodata if src.nodata is not None else 0
-        stat = raster.stat()
     scale = float(trained.config["normalization"]["scale"])
-    key = hashlib.sha256(json.dumps([str(Path(model_dir).resolve()), trained.config.get("training_key"), str(raster.resolve()), stat.st_size,
-                                     stat.st_mtime_ns, str(osm_features), stride, fast, max_nodata_fraction]).encode()).hexdigest()[:12]
+    # Identifies the inputs and settings: finished tiles and the raster are reused only when all match.
+    osm_stamp = [str(osm_features), *_file_stamp(Path(osm_features))] if osm else None
+    key = hashlib.sha256(json.dumps([str(Path(model_dir).resolve()), trained.config.get("training_key"), str(raster.resolve()), *_file_stamp(raster),
+                                     osm_stamp, stride, tile_windows, fast, max_nodata_fraction]).encode()).hexdigest()[:12]
     out_dir = Path(out_dir)
     probability = out_dir / "probability.tif"
     uses_fast = fast and _fast_stride(trained.model, stride) is not None
@@ -168,6 +170,11 @@ def scan_region(model_dir: str | Path, raster: str | Path, out_dir: str | Path, 
     return ScanResult(probability, (rows, cols), uses_fast, stride, window, len(specs), len(todo))
 
 
+def _file_stamp(path: Path) -> tuple[int, int]:
+    stat = path.stat()
+    return stat.st_size, stat.st_mtime_ns
+
+
 def _run(specs: list[TileSpec], scheduler: str, workers: int, progress: bool) -> None:
     bar = tqdm(total=len(specs), desc="scan tiles", unit="tile", disable=not progress or not specs)
     if scheduler == "synchronous" or not specs:
@@ -179,7 +186,7 @@ def _run(specs: list[TileSpec], scheduler: str, workers: int, progress: bool) ->
     from dask.distributed import Client, LocalCluster, as_completed
 
     if scheduler == "local":
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=logging.ERROR)
         client = Client(cluster)
     else:
         cluster, client = None, Client(scheduler)
