@@ -139,7 +139,8 @@ class PatchConfig:
 class TrainingConfig:
     """How a model is trained and evaluated (see :mod:`asgm.train`)."""
 
-    #: A key of ``asgm.models.ARCHITECTURES``: ``thesis_cnn`` or ``bn_cnn``.
+    #: A key of ``asgm.models.ARCHITECTURES``: ``thesis_cnn``, ``bn_cnn`` or ``scan_cnn`` (the one the
+    #: region scan runs fully convolutionally).
     architecture: str = "thesis_cnn"
     #: Channels the model sees, in order; null: all of the dataset's.
     channels: tuple[str, ...] | None = None
