@@ -155,7 +155,7 @@ def fully_convolutional(model: keras.Model) -> tuple[keras.Model, int] | None:
     """The same network as one convolution over inputs of any size, or None when it cannot be.
 
     Convolutions, batch normalisation, activations and standardisation are copied with their
-    weights; global average pooling over the last f × f feature map becomes average pooling f × f
+    weights (batch normalisation and ReLU after a convolution folded into it); global average pooling over the last f × f feature map becomes average pooling f × f
     at stride 1; Flatten + Dense becomes a convolution with the Dense weights; dropout is dropped.
     On an input of H × W the output map's pixel (i, j) is the model's probability for the window
     whose top-left corner is (i × stride, j × stride). Returns None for networks whose windows
@@ -168,22 +168,47 @@ def fully_convolutional(model: keras.Model) -> tuple[keras.Model, int] | None:
     """
     inputs = keras.Input(shape=(None, None, model.input_shape[-1]), name="region")
     x, stride, flat_from = inputs, 1, None
+    # A convolution not yet emitted: batch normalisation and ReLU that follow it are folded into
+    # its weights (exact up to float rounding), so the scan runs one fused op per layer.
+    pending: dict | None = None
+
+    def flush(x):
+        nonlocal pending
+        if pending is not None:
+            conv = layers.Conv2D(pending["filters"], pending["kernel"].shape[:2], activation=pending["activation"], name=pending["name"])
+            x = conv(x)
+            conv.set_weights([pending["kernel"], pending["bias"]])
+            pending = None
+        return x
+
     for layer in model.layers[1:]:
         config = layer.get_config()
         if isinstance(layer, layers.Dropout):
             continue
         if isinstance(layer, layers.Conv2D) and config["padding"] == "valid" and tuple(config["strides"]) == (1, 1) and tuple(config["dilation_rate"]) == (1, 1):
-            x = _copy_layer(layer, x)
+            x = flush(x)
+            kernel, *bias = layer.get_weights()
+            pending = {"filters": config["filters"], "kernel": kernel, "bias": bias[0] if bias else np.zeros(config["filters"], kernel.dtype),
+                       "activation": config["activation"], "name": f"{layer.name}_fused"}
+        elif isinstance(layer, layers.BatchNormalization) and pending is not None and pending["activation"] == "linear":
+            gamma = np.asarray(layer.gamma) if layer.scale else 1.0
+            beta = np.asarray(layer.beta) if layer.center else 0.0
+            factor = gamma / np.sqrt(np.asarray(layer.moving_variance) + layer.epsilon)
+            pending["kernel"] = pending["kernel"] * factor
+            pending["bias"] = (pending["bias"] - np.asarray(layer.moving_mean)) * factor + beta
+        elif isinstance(layer, layers.Activation) and config["activation"] == "relu" and pending is not None and pending["activation"] == "linear":
+            pending["activation"] = "relu"
         elif isinstance(layer, (layers.BatchNormalization, layers.Activation, layers.Normalization, layers.ReLU)):
-            x = _copy_layer(layer, x)
+            x = _copy_layer(layer, flush(x))
         elif isinstance(layer, layers.MaxPooling2D) and config["padding"] == "valid" and tuple(config["pool_size"]) == tuple(config["strides"]):
-            x = _copy_layer(layer, x)
+            x = _copy_layer(layer, flush(x))
             stride *= config["strides"][0]
         elif isinstance(layer, layers.GlobalAveragePooling2D) and not config.get("keepdims"):
-            x = layers.AveragePooling2D(pool_size=tuple(layer.input.shape[1:3]), strides=1)(x)
+            x = layers.AveragePooling2D(pool_size=tuple(layer.input.shape[1:3]), strides=1)(flush(x))
         elif isinstance(layer, layers.Flatten):
-            flat_from = tuple(layer.input.shape[1:])
+            x, flat_from = flush(x), tuple(layer.input.shape[1:])
         elif isinstance(layer, layers.Dense):
+            x = flush(x)
             kernel, *bias = layer.get_weights()
             window = flat_from[:2] if flat_from else (1, 1)
             conv = layers.Conv2D(config["units"], window, activation=config["activation"], use_bias=config["use_bias"], name=f"{layer.name}_as_conv")
@@ -192,7 +217,7 @@ def fully_convolutional(model: keras.Model) -> tuple[keras.Model, int] | None:
             flat_from = None
         else:
             return None
-    return keras.Model(inputs, x, name=f"{model.name}_fully_convolutional"), stride
+    return keras.Model(inputs, flush(x), name=f"{model.name}_fully_convolutional"), stride
 
 
 def _copy_layer(layer: layers.Layer, x):

@@ -123,9 +123,9 @@ def scan_region(model_dir: str | Path, raster: str | Path, out_dir: str | Path, 
     InputFileError
         The raster lacks a band the model needs, or OSM features are needed and missing.
     """
-    from asgm.predict import load_trained_model
-
-    trained = load_trained_model(model_dir)
+    if not (Path(model_dir) / "model.keras").is_file():
+        raise InputFileError(Path(model_dir) / "model.keras", "missing", "train the model first (notebook 03 or python -m asgm.train)")
+    trained, _ = _load(str(model_dir))
     window = trained.patch_size
     bands = tuple(c for c in trained.channels if c in S2_BANDS)
     osm = tuple(c for c in trained.channels if c in OSM_CHANNELS)
@@ -149,7 +149,7 @@ def scan_region(model_dir: str | Path, raster: str | Path, out_dir: str | Path, 
                                      osm_stamp, stride, tile_windows, fast, max_nodata_fraction]).encode()).hexdigest()[:12]
     out_dir = Path(out_dir)
     probability = out_dir / "probability.tif"
-    uses_fast = fast and _fast_stride(trained.model, stride) is not None
+    uses_fast = fast and _fast_stride(str(model_dir), stride) is not None
     tiles = [(r, c) for r in range(0, rows, tile_windows) for c in range(0, cols, tile_windows)]
     if probability.is_file():
         with rasterio.open(probability) as done:
@@ -206,21 +206,29 @@ _MODELS: dict[str, tuple] = {}
 _RASTERIZERS: dict[tuple, object] = {}
 
 
-def _fast_stride(model, stride: int) -> int | None:
-    from asgm.models import fully_convolutional
-
-    converted = fully_convolutional(model)
+def _fast_stride(model_dir: str, stride: int) -> int | None:
+    """The fast path's output stride if it serves ``stride``, else None."""
+    converted = _load(model_dir)[1]
     return converted[1] if converted is not None and stride % converted[1] == 0 else None
 
 
 def _load(model_dir: str):
-    if model_dir not in _MODELS:
+    """The trained model and its fast path (compiled), loaded once per process and model file."""
+    key = f"{model_dir}|{(Path(model_dir) / 'model.keras').stat().st_mtime_ns}"
+    if key not in _MODELS:
+        import tensorflow as tf
+
         from asgm.models import fully_convolutional
         from asgm.predict import load_trained_model
 
         trained = load_trained_model(model_dir)
-        _MODELS[model_dir] = (trained, fully_convolutional(trained.model))
-    return _MODELS[model_dir]
+        converted = fully_convolutional(trained.model)
+        if converted is not None:
+            # One graph for every tile shape (edge tiles are smaller), instead of op-by-op eager calls.
+            fcn = converted[0]
+            converted = (tf.function(lambda x: fcn(x, training=False), reduce_retracing=True), converted[1])
+        _MODELS[key] = (trained, converted)
+    return _MODELS[key]
 
 
 def tile_inputs(spec: TileSpec) -> tuple[np.ndarray, np.ndarray]:
@@ -253,10 +261,10 @@ def scan_tile(spec: TileSpec) -> str:
 
     trained, converted = _load(spec.model_dir)
     x, bands = tile_inputs(spec)
-    if spec.fast and converted is not None and spec.stride % converted[1] == 0:
+    if spec.fast and _fast_stride(spec.model_dir, spec.stride):
         fcn, fcn_stride = converted
         step = spec.stride // fcn_stride
-        dense = np.asarray(fcn(x[None], training=False))[0, ..., 0]
+        dense = np.asarray(fcn(x[None]))[0, ..., 0]
         probability = dense[::step, ::step][: spec.rows, : spec.cols]
     else:
         probability = predict_probabilities(trained.model, window_stack(x, spec.window, spec.stride, spec.rows, spec.cols)).reshape(spec.rows, spec.cols)
