@@ -100,10 +100,10 @@ def test_bolivar_reference_data_matches_the_pins(reference_data, bolivar_root):
     profile = load_profile("bolivar", root=bolivar_root)
     paths = fetch_all(profile.region.downloads, mirror=reference_data / "reference", progress=False)
     assert [p.name for p in paths] == ["bolivar.geojson", "v2.1_bolivar_positives_cleaned.geojson",
-                                       "v2.0_bolivar_negatives_cleaned.geojson", "random_negatives_bolivar.geojson"]
+                                       "v2.0_bolivar_negatives_cleaned.geojson", "random_negatives_bolivar.geojson", "test_region.geojson"]
     assert all(p.is_relative_to(bolivar_root / "data" / "reference" / "bolivar") for p in paths)
-    assert {p.name for p in paths} == {p.name for p in (profile.region.boundary, profile.region.positives,
-                                                        profile.region.negatives, profile.region.random_negatives)}
+    assert set(paths) == {profile.region.boundary, profile.region.positives, profile.region.negatives,
+                          profile.region.random_negatives, profile.scan.boundary}
 
 
 def test_bolivar_without_network_or_credentials_stops_with_every_step(bolivar_root, monkeypatch, tmp_path):
@@ -118,7 +118,7 @@ def test_bolivar_without_network_or_credentials_stops_with_every_step(bolivar_ro
         prepare_inputs(offline)
     message = str(err.value)
     assert "profile 'bolivar' cannot start" in message
-    assert message.count("could not download") == 4
+    assert message.count("could not download") == 5
     assert "Earth Engine needs a Google Cloud project" in message and "earthengine authenticate" in message
     assert "IMAGERY=stac" in message
 

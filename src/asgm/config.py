@@ -201,8 +201,11 @@ class ScanConfig:
     #: Experiment (model directory under ``models/<profile>/``) to scan with; null: a ``scan_cnn``
     #: trained like notebook 03's S2 + OSM model (the architecture with the fast path).
     model: str | None = None
-    #: Region raster; null: ``imagery.path`` (for ``gee``/``stac``, the exported composite).
+    #: Region raster; null: ``imagery.path``. For ``gee``/``stac`` it is exported (when missing)
+    #: over ``boundary``.
     raster: Path | None = None
+    #: Area to export and scan for ``gee``/``stac`` profiles; null: ``region.boundary``.
+    boundary: Path | None = None
     #: Pixels between windows (24: Earth Genome's).
     stride: int = 24
     #: Windows per tile side (memory per tile grows with its square).
