@@ -60,7 +60,7 @@ def main() -> None:
             for repeat in range(args.repeats):
                 out = tmp / f"{name}_{stride}_{fast}_{repeat}"
                 start = time.perf_counter()
-                result = scan_region(models[name], region.composite, out, stride=stride, tile_windows=32, fast=fast, progress=False)
+                result = scan_region(models[name], region.composite, out, stride=stride, fast=fast, progress=False)
                 best = min(best, time.perf_counter() - start)
             assert result.fast == fast
             rows.append({"model": name, "stride": stride, "path": "fully convolutional" if fast else "per window",

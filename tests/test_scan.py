@@ -82,7 +82,7 @@ def per_window(model, raster, window, stride):
 def test_fast_path_equals_per_window_predict(scene, tmp_path, stride):
     model = spread(randomize(scan_cnn((48, 48, 4), statistics=STATS)), scene)
     directory = model_dir(tmp_path / "m", model, BANDS)
-    result = scan.scan_region(directory, scene, tmp_path / f"out{stride}", stride=stride, tile_windows=4, progress=False)
+    result = scan.scan_region(directory, scene, tmp_path / f"out{stride}", stride=stride, tile_px=150, progress=False)
     assert result.fast
     with rasterio.open(result.probability) as src:
         fast = src.read(1)
@@ -95,13 +95,13 @@ def test_fast_path_equals_per_window_predict(scene, tmp_path, stride):
 def test_unsupported_networks_and_strides_fall_back_to_per_window(scene, tmp_path):
     assert fully_convolutional(bn_cnn((48, 48, 4))) is None  # padded convolutions
     padded = spread(randomize(bn_cnn((48, 48, 4), statistics=STATS)), scene)
-    result = scan.scan_region(model_dir(tmp_path / "bn", padded, BANDS), scene, tmp_path / "bn_out", stride=24, tile_windows=3, progress=False)
+    result = scan.scan_region(model_dir(tmp_path / "bn", padded, BANDS), scene, tmp_path / "bn_out", stride=24, tile_px=96, progress=False)
     assert not result.fast
     with rasterio.open(result.probability) as src:
         expected = per_window(padded, scene, 48, 24)
         assert expected.std() > 0.1 and np.abs(src.read(1) - expected).max() < 1e-4
     odd = spread(randomize(scan_cnn((48, 48, 4), statistics=STATS)), scene)
-    result = scan.scan_region(model_dir(tmp_path / "odd", odd, BANDS), scene, tmp_path / "odd_out", stride=16, tile_windows=5, progress=False)
+    result = scan.scan_region(model_dir(tmp_path / "odd", odd, BANDS), scene, tmp_path / "odd_out", stride=16, tile_px=112, progress=False)
     assert not result.fast, "16 px is not a multiple of the network's 12 px output stride"
     with rasterio.open(result.probability) as src:
         expected = per_window(odd, scene, 48, 16)
@@ -110,7 +110,7 @@ def test_unsupported_networks_and_strides_fall_back_to_per_window(scene, tmp_pat
 
 def test_probability_raster_is_centred_on_the_windows(scene, tmp_path):
     model = randomize(scan_cnn((48, 48, 4), statistics=STATS))
-    result = scan.scan_region(model_dir(tmp_path / "m", model, BANDS), scene, tmp_path / "out", stride=24, tile_windows=4, progress=False)
+    result = scan.scan_region(model_dir(tmp_path / "m", model, BANDS), scene, tmp_path / "out", stride=24, tile_px=120, progress=False)
     with rasterio.open(result.probability) as src:
         assert src.res == (240, 240) and src.crs.to_epsg() == 32620
         # Window (0, 0) spans raster pixels 0-47: its centre is 240 m from the corner, its pixel spans 120-360 m.
@@ -138,22 +138,22 @@ def test_interrupted_scan_resumes_with_the_missing_tiles(scene, tmp_path, monkey
     tripwire = Tripwire(4)
     monkeypatch.setattr(scan, "scan_tile", tripwire)
     with pytest.raises(KeyboardInterrupt):
-        scan.scan_region(directory, scene, out, stride=24, tile_windows=4, progress=False)
+        scan.scan_region(directory, scene, out, stride=24, tile_px=120, progress=False)
     assert not (out / "probability.tif").exists(), "no half-written raster"
     assert len(list(out.glob("tiles-*/*.npy"))) == 3
     monkeypatch.setattr(scan, "scan_tile", tripwire.real)
-    result = scan.scan_region(directory, scene, out, stride=24, tile_windows=4, progress=False)
+    result = scan.scan_region(directory, scene, out, stride=24, tile_px=120, progress=False)
     assert result.tiles == 9 and result.computed == 6
     assert not list(out.glob("tiles-*")), "finished tiles are cleaned up once the raster is written"
-    whole = scan.scan_region(directory, scene, tmp_path / "whole", stride=24, tile_windows=100, progress=False)
+    whole = scan.scan_region(directory, scene, tmp_path / "whole", stride=24, tile_px=5000, progress=False)
     with rasterio.open(result.probability) as a, rasterio.open(whole.probability) as b:
         assert np.allclose(a.read(1), b.read(1), atol=1e-5), "tiling and resuming change nothing"
-    again = scan.scan_region(directory, scene, out, stride=24, tile_windows=4, progress=False)
+    again = scan.scan_region(directory, scene, out, stride=24, tile_px=120, progress=False)
     assert again.computed == 0
 
 
 def test_detection_across_a_tile_seam_is_found_once(tmp_path):
-    # A bright square straddling the border between tiles (tile_windows=2 at stride 24: tiles change at window 2, pixel 48).
+    # A bright square straddling the border between tiles (72 px tiles at stride 24 hold 2 windows a side: tiles change at window 2, pixel 48).
     data = np.full((4, 200, 200), 500, np.uint16)
     data[:, 20:90, 20:90] = 7000
     raster = write_raster(tmp_path / "seam.tif", data, bands=BANDS)
@@ -163,7 +163,7 @@ def test_detection_across_a_tile_seam_is_found_once(tmp_path):
     outputs = keras.layers.Dense(1, activation="sigmoid", kernel_initializer=keras.initializers.Constant(40.0),
                                  bias_initializer=keras.initializers.Constant(-14.0))(x)  # P > 0.5 where the mean reflectance > 0.35
     directory = model_dir(tmp_path / "bright", keras.Model(inputs, outputs), BANDS, threshold=0.5)
-    result = scan.scan_region(directory, raster, tmp_path / "out", stride=24, tile_windows=2, progress=False)
+    result = scan.scan_region(directory, raster, tmp_path / "out", stride=24, tile_px=72, progress=False)
     assert result.fast and result.tiles == 16
     found = scan.detections(result.probability, 0.5)
     assert len(found) == 1, found
@@ -211,9 +211,23 @@ def test_dask_cluster_gives_the_same_raster(scene, tmp_path):
 
     model = randomize(scan_cnn((48, 48, 4), statistics=STATS))
     directory = model_dir(tmp_path / "m", model, BANDS)
-    local = scan.scan_region(directory, scene, tmp_path / "sync", stride=24, tile_windows=3, progress=False)
+    local = scan.scan_region(directory, scene, tmp_path / "sync", stride=24, tile_px=96, progress=False)
     with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster:
-        remote = scan.scan_region(directory, scene, tmp_path / "dask", stride=24, tile_windows=3, scheduler=cluster.scheduler_address, progress=False)
+        remote = scan.scan_region(directory, scene, tmp_path / "dask", stride=24, tile_px=96, scheduler=cluster.scheduler_address, progress=False)
     assert remote.computed == remote.tiles == 12  # 11 x 9 windows in tiles of 3 x 3
     with rasterio.open(local.probability) as a, rasterio.open(remote.probability) as b:
         assert np.array_equal(a.read(1), b.read(1), equal_nan=True)
+
+
+def test_windows_mostly_without_data_get_no_probability(tmp_path):
+    data = np.random.default_rng(2).integers(200, 3000, (4, 120, 120)).astype(np.uint16)
+    data[:, :50, :50] = 0  # no data in the top-left corner
+    raster = write_raster(tmp_path / "edge.tif", data, bands=BANDS)
+    model = randomize(scan_cnn((48, 48, 4), statistics=STATS))
+    result = scan.scan_region(model_dir(tmp_path / "m", model, BANDS), raster, tmp_path / "out", stride=24, max_nodata_fraction=0.05, progress=False)
+    with rasterio.open(result.probability) as src:
+        p = src.read(1)
+    # Window (0, 0) is all no data, (0, 1) starts at column 24 (26 of its 48 columns empty in 48 rows: 56 %),
+    # (1, 1) covers rows 24-71, cols 24-71: 26 x 26 empty pixels (29 %); (2, 2) starts at 48 px: none empty.
+    assert np.isnan(p[0, 0]) and np.isnan(p[0, 1]) and np.isnan(p[1, 1])
+    assert np.isfinite(p[2, 2]) and np.isfinite(p[0, 2]) and np.isfinite(p[2, 0])

@@ -208,8 +208,9 @@ class ScanConfig:
     boundary: Path | None = None
     #: Pixels between windows (24: Earth Genome's).
     stride: int = 24
-    #: Windows per tile side (memory per tile grows with its square).
-    tile_windows: int = 32
+    #: Side of a tile in pixels (rounded down to whole windows); memory per tile grows with its
+    #: square (about 0.5 GB at 1024 px for scan_cnn), larger tiles waste less on their overlap.
+    tile_px: int = 1024
     #: Use the fully convolutional path when the model and stride allow it.
     fast: bool = True
     #: Detection threshold; null: the model's (chosen on validation).
@@ -461,8 +462,8 @@ def _validate(prof: Profile) -> None:
     _validate_training(prof.training, src)
     _validate_experiments(prof.experiments, src)
     sc = prof.scan
-    if sc.stride < 1 or sc.tile_windows < 1 or sc.workers < 1:
-        raise ConfigError("scan", "stride, tile_windows and workers must be at least 1", "give positive whole numbers", src)
+    if sc.stride < 1 or sc.tile_px < 1 or sc.workers < 1:
+        raise ConfigError("scan", "stride, tile_px and workers must be at least 1", "give positive whole numbers", src)
 
 
 def _validate_window(img: ImageryConfig, src: Path) -> None:

@@ -5,8 +5,8 @@ probability of mine becomes one pixel of the probability raster (a GeoTIFF whose
 ``stride`` × ``stride`` blocks centred on the window centres); windows at or above the threshold
 are dissolved into detection polygons (GeoJSON, with mean and max confidence and area in hectares).
 
-The region is processed tile by tile (a tile is ``tile_windows`` × ``tile_windows`` windows, read
-with the overlap of one window), so memory stays bounded whatever the region's size. Tiles are
+The region is processed tile by tile (a tile is about ``tile_px`` × ``tile_px`` pixels: whole windows,
+read with the overlap of one window), so memory stays bounded whatever the region's size. Tiles are
 tasks on a dask.distributed cluster (a local one, or a scheduler address) or run in-process; each
 finished tile is written to disk at once, so an interrupted scan resumes with the missing tiles.
 
@@ -90,7 +90,7 @@ def window_grid(raster_transform: Affine, width: int, height: int, window: int, 
     return raster_transform @ Affine.translation(offset, offset) @ Affine.scale(stride), rows, cols
 
 
-def scan_region(model_dir: str | Path, raster: str | Path, out_dir: str | Path, stride: int = 24, tile_windows: int = 32,
+def scan_region(model_dir: str | Path, raster: str | Path, out_dir: str | Path, stride: int = 24, tile_px: int = 1024,
                 osm_features: str | Path | None = None, fast: bool = True, scheduler: str = "synchronous", workers: int = 1,
                 max_nodata_fraction: float = 0.05, progress: bool = True) -> ScanResult:
     """Slide a trained model over a region raster and write ``out_dir/probability.tif``.
@@ -105,8 +105,9 @@ def scan_region(model_dir: str | Path, raster: str | Path, out_dir: str | Path, 
         Output directory; finished tiles are kept in ``out_dir/tiles-<key>/`` until the raster is written.
     stride
         Pixels between neighbouring windows (24: Earth Genome's).
-    tile_windows
-        Windows per tile side (memory per tile grows with its square).
+    tile_px
+        Tile side in pixels, rounded down to whole windows (at least one window per tile); memory
+        per tile grows with its square.
     osm_features
         GeoPackage of OSM features (notebook 01) when the model uses OSM channels; they are burned on
         each tile's pixel grid, as on the training patches.
@@ -143,6 +144,7 @@ def scan_region(model_dir: str | Path, raster: str | Path, out_dir: str | Path, 
                    "transform": transform, "nodata": np.nan, "tiled": True, "blockxsize": 256, "blockysize": 256, "compress": "deflate"}
         nodata = src.nodata if src.nodata is not None else 0
     scale = float(trained.config["normalization"]["scale"])
+    tile_windows = max(1, (tile_px - window) // stride + 1)
     # Identifies the inputs and settings: finished tiles and the raster are reused only when all match.
     osm_stamp = [str(osm_features), *_file_stamp(Path(osm_features))] if osm else None
     key = hashlib.sha256(json.dumps([str(Path(model_dir).resolve()), trained.config.get("training_key"), str(raster.resolve()), *_file_stamp(raster),
@@ -267,10 +269,11 @@ def scan_tile(spec: TileSpec) -> str:
         dense = np.asarray(fcn(x[None]))[0, ..., 0]
         probability = dense[::step, ::step][: spec.rows, : spec.cols]
     else:
-        probability = predict_probabilities(trained.model, window_stack(x, spec.window, spec.stride, spec.rows, spec.cols)).reshape(spec.rows, spec.cols)
-    empty = np.all(bands == spec.nodata, axis=-1)
-    fraction = window_stack(empty[..., None].astype(np.float32), spec.window, spec.stride, spec.rows, spec.cols).mean(axis=(1, 2, 3))
-    probability = np.where(fraction.reshape(spec.rows, spec.cols) > spec.max_nodata_fraction, np.nan, probability).astype(np.float32)
+        views = window_views(x, spec.window, spec.stride, spec.rows, spec.cols)
+        n, batch = spec.rows * spec.cols, 256
+        probability = np.concatenate([predict_probabilities(trained.model, views[np.unravel_index(np.arange(i, min(i + batch, n)), (spec.rows, spec.cols))])
+                                      for i in range(0, n, batch)]).reshape(spec.rows, spec.cols)
+    probability = np.where(nodata_fraction(bands, spec) > spec.max_nodata_fraction, np.nan, probability).astype(np.float32)
     with atomic_path(spec.part) as tmp:
         buffer = io.BytesIO()
         np.save(buffer, probability)
@@ -278,10 +281,21 @@ def scan_tile(spec: TileSpec) -> str:
     return spec.part
 
 
-def window_stack(x: np.ndarray, window: int, stride: int, rows: int, cols: int) -> np.ndarray:
-    """The (rows × cols, window, window, C) windows of ``x`` (H, W, C) at ``stride``, row by row (views, no copy)."""
+def window_views(x: np.ndarray, window: int, stride: int, rows: int, cols: int) -> np.ndarray:
+    """The windows of ``x`` (H, W, C) at ``stride`` as a (rows, cols, window, window, C) view (no copy)."""
     views = np.lib.stride_tricks.sliding_window_view(x, (window, window), axis=(0, 1))[::stride, ::stride][:rows, :cols]
-    return np.moveaxis(views, 2, -1).reshape(rows * cols, window, window, x.shape[-1]) if views.size else np.zeros((0, window, window, x.shape[-1]), x.dtype)
+    return np.moveaxis(views, 2, -1)
+
+
+def nodata_fraction(bands: np.ndarray, spec: TileSpec) -> np.ndarray:
+    """Share of no-data pixels (every band at nodata) in each window of the tile, from an integral image."""
+    empty = np.all(bands == spec.nodata, axis=-1)
+    integral = np.pad(empty.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+    top = np.arange(spec.rows)[:, None] * spec.stride
+    left = np.arange(spec.cols)[None, :] * spec.stride
+    w = spec.window
+    counts = integral[top + w, left + w] - integral[top, left + w] - integral[top + w, left] + integral[top, left]
+    return counts / (w * w)
 
 
 def detections(probability: str | Path, threshold: float, isolated_threshold: float | None = None,
