@@ -19,7 +19,6 @@ stride (12 px). Other networks or strides fall back to predicting each window.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 import math
@@ -37,7 +36,7 @@ from rasterio.windows import Window
 from scipy.spatial import cKDTree
 from tqdm.auto import tqdm
 
-from asgm.atomic import atomic_path
+from asgm.atomic import atomic_path, write_array
 from asgm.config import OSM_CHANNELS, S2_BANDS
 from asgm.errors import AsgmError, InputFileError
 from asgm.regions import WGS84, PatchGrid
@@ -274,10 +273,7 @@ def scan_tile(spec: TileSpec) -> str:
         probability = np.concatenate([predict_probabilities(trained.model, views[np.unravel_index(np.arange(i, min(i + batch, n)), (spec.rows, spec.cols))])
                                       for i in range(0, n, batch)]).reshape(spec.rows, spec.cols)
     probability = np.where(nodata_fraction(bands, spec) > spec.max_nodata_fraction, np.nan, probability).astype(np.float32)
-    with atomic_path(spec.part) as tmp:
-        buffer = io.BytesIO()
-        np.save(buffer, probability)
-        tmp.write_bytes(buffer.getvalue())
+    write_array(spec.part, probability)
     return spec.part
 
 

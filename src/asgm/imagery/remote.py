@@ -10,7 +10,6 @@ keeps every answer in an on-disk cache so a rerun (or a resumed one) refetches n
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import math
 import random
@@ -29,7 +28,7 @@ from rasterio.windows import Window
 from shapely.geometry import MultiPolygon, Polygon, box
 from tqdm.auto import tqdm
 
-from asgm.atomic import atomic_path
+from asgm.atomic import atomic_path, write_array
 from asgm.errors import AsgmError
 from asgm.imagery import PatchBatch
 from asgm.regions import WGS84, PatchGrid, utm_crs
@@ -173,10 +172,7 @@ class RemoteSource:
         if pixels.shape != expected:
             raise AsgmError(f"{type(self).__name__}: answer of shape {pixels.shape} for a grid of {expected}")
         pixels = pixels.astype(self.data_dtype, copy=False)
-        with atomic_path(self.cache_path(grid)) as tmp:
-            buffer = io.BytesIO()
-            np.save(buffer, pixels)
-            tmp.write_bytes(buffer.getvalue())
+        write_array(self.cache_path(grid), pixels)
         return pixels
 
     def read_patches(self, points: gpd.GeoDataFrame, size: int) -> PatchBatch:
