@@ -27,7 +27,6 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import numpy as np
 import pandas as pd
 
 from asgm import evaluate, explain, plots

@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
-import geopandas as gpd
 import numpy as np
 import rasterio
 import shapely
