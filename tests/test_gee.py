@@ -173,3 +173,16 @@ def test_missing_credentials_say_how_to_authenticate(monkeypatch):
         gee.initialize(None)
     monkeypatch.setenv("EE_PROJECT", "from-env")
     assert gee.resolve_project(None) == "from-env"
+
+
+def test_initialize_once_per_session(fake_ee, monkeypatch):
+    calls = []
+    real = ee.Initialize
+    monkeypatch.setattr(ee, "Initialize", lambda *a, **k: calls.append(k["project"]) or real(*a, **k))
+    gee.initialize("test-project")
+    assert calls == [], "already initialised by the fixture with this project: Earth Engine is not started again"
+    gee.initialize("other-project")
+    assert calls == ["other-project"]
+    ee.Reset()
+    gee.initialize("other-project")
+    assert calls == ["other-project", "other-project"], "after a reset it starts again"

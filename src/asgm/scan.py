@@ -125,7 +125,7 @@ def scan_region(model_dir: str | Path, raster: str | Path, out_dir: str | Path, 
     """
     if not (Path(model_dir) / "model.keras").is_file():
         raise InputFileError(Path(model_dir) / "model.keras", "missing", "train the model first (notebook 03 or python -m asgm.train)")
-    trained, _ = _load(str(model_dir))
+    trained, converted = _load(str(model_dir))
     window = trained.patch_size
     bands = tuple(c for c in trained.channels if c in S2_BANDS)
     osm = tuple(c for c in trained.channels if c in OSM_CHANNELS)
@@ -150,7 +150,7 @@ def scan_region(model_dir: str | Path, raster: str | Path, out_dir: str | Path, 
                                      osm_stamp, stride, tile_windows, fast, max_nodata_fraction]).encode()).hexdigest()[:12]
     out_dir = Path(out_dir)
     probability = out_dir / "probability.tif"
-    uses_fast = fast and _fast_stride(str(model_dir), stride) is not None
+    uses_fast = fast and _serves(converted, stride)
     tiles = [(r, c) for r in range(0, rows, tile_windows) for c in range(0, cols, tile_windows)]
     if probability.is_file():
         with rasterio.open(probability) as done:
@@ -207,10 +207,9 @@ _MODELS: dict[str, tuple] = {}
 _RASTERIZERS: dict[tuple, object] = {}
 
 
-def _fast_stride(model_dir: str, stride: int) -> int | None:
-    """The fast path's output stride if it serves ``stride``, else None."""
-    converted = _load(model_dir)[1]
-    return converted[1] if converted is not None and stride % converted[1] == 0 else None
+def _serves(converted, stride: int) -> bool:
+    """Whether a model's fast path (None, or (network, output stride)) can scan at ``stride``."""
+    return converted is not None and stride % converted[1] == 0
 
 
 def _load(model_dir: str):
@@ -232,9 +231,9 @@ def _load(model_dir: str):
     return _MODELS[key]
 
 
-def tile_inputs(spec: TileSpec) -> tuple[np.ndarray, np.ndarray]:
-    """The model's normalised input (H, W, C) over the tile's pixels (its windows and their
-    overlap), and the raw bands (for the no-data check)."""
+def tile_inputs(spec: TileSpec, model_channels: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The model's normalised input (H, W, C; ``model_channels`` in order) over the tile's pixels
+    (its windows and their overlap), and the raw bands (for the no-data check)."""
     from asgm.models import normalize_patches
     from asgm.osm import OsmRasterizer, read_features
 
@@ -251,8 +250,7 @@ def tile_inputs(spec: TileSpec) -> tuple[np.ndarray, np.ndarray]:
             _RASTERIZERS[key] = OsmRasterizer(read_features(spec.osm_features), grid.crs, spec.osm_channels)
         data = np.concatenate([data, _RASTERIZERS[key].rasterize(grid).astype(data.dtype)], axis=-1)
         channels += list(spec.osm_channels)
-    trained, _ = _load(spec.model_dir)
-    return normalize_patches(data, channels, spec.scale, trained.channels), data[..., : len(spec.bands)]
+    return normalize_patches(data, channels, spec.scale, model_channels), data[..., : len(spec.bands)]
 
 
 def scan_tile(spec: TileSpec) -> str:
@@ -261,8 +259,8 @@ def scan_tile(spec: TileSpec) -> str:
     from asgm.models import predict_probabilities
 
     trained, converted = _load(spec.model_dir)
-    x, bands = tile_inputs(spec)
-    if spec.fast and _fast_stride(spec.model_dir, spec.stride):
+    x, bands = tile_inputs(spec, trained.channels)
+    if spec.fast and _serves(converted, spec.stride):
         fcn, fcn_stride = converted
         step = spec.stride // fcn_stride
         dense = np.asarray(fcn(x[None]))[0, ..., 0]

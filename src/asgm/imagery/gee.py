@@ -61,12 +61,22 @@ def initialize(project: str | None = None, high_volume: bool = True) -> str:
     AsgmError
         No project, no stored credentials, or Earth Engine unreachable — with the steps that fix it.
     """
+    global _started
     project = resolve_project(project)
+    # Initialising fetches Earth Engine's whole algorithm list: do it once per session and settings
+    # (prepare_inputs checks access, then open_source needs the client).
+    if ee.data.is_initialized() and _started == (project, high_volume):
+        return project
     try:
         ee.Initialize(project=project, url=HIGH_VOLUME_URL if high_volume else None)
     except Exception as exc:  # noqa: BLE001 - EEException, google.auth errors, httplib2 network errors
         raise AsgmError(f"Earth Engine could not start with project {project!r}: {type(exc).__name__}: {exc}\n  How to fix: {SETUP_STEPS}") from None
+    _started = (project, high_volume)
     return project
+
+
+#: (project, high_volume) of the last successful initialize().
+_started: tuple[str, bool] | None = None
 
 
 def s2_composite(start: str, end: str, bands: Sequence[str], clear_threshold: float = 0.75, region: ee.Geometry | None = None) -> ee.Image:
