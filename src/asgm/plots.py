@@ -47,17 +47,25 @@ def rgb_bands(patches: np.ndarray, channels: list[str]) -> np.ndarray:
     return np.repeat(patches[..., :1].astype(np.float32), 3, axis=-1)
 
 
-def plot_region_overview(raster: str | Path, layers: dict[str, gpd.GeoDataFrame], title: str, synthetic: bool = False, max_pixels: int = 1500) -> Figure:
-    """True-colour view of a region raster with vector layers (name -> GeoDataFrame) drawn on top."""
-    with rasterio.open(raster) as src:
-        step = max(1, int(np.ceil(max(src.width, src.height) / max_pixels)))
+def _rgb_preview(raster: str | Path, max_pixels: int, crs=None):
+    """True colour (B4, B3, B2) of a raster, decimated to at most ``max_pixels`` a side, optionally
+    warped to ``crs``; returns (rgb 0–1, (left, bottom, right, top), its CRS)."""
+    from rasterio.vrt import WarpedVRT
+
+    with rasterio.open(raster) as src, (WarpedVRT(src, crs=crs) if crs else src) as view:
+        step = max(1, int(np.ceil(max(view.width, view.height) / max_pixels)))
         names = list(src.descriptions)
         idx = [names.index(b) + 1 for b in ("B4", "B3", "B2")] if all(b in names for b in ("B4", "B3", "B2")) else [1, 1, 1]
-        rgb = src.read(idx, out_shape=(3, src.height // step, src.width // step)).transpose(1, 2, 0).astype(np.float32)
-        extent = (src.bounds.left, src.bounds.right, src.bounds.bottom, src.bounds.top)
-        crs = src.crs
+        rgb = view.read(idx, out_shape=(3, view.height // step, view.width // step)).transpose(1, 2, 0).astype(np.float32)
+        bounds, out_crs = tuple(view.bounds), view.crs
+    return stretch(rgb, valid=rgb.sum(-1) > 0), bounds, out_crs
+
+
+def plot_region_overview(raster: str | Path, layers: dict[str, gpd.GeoDataFrame], title: str, synthetic: bool = False, max_pixels: int = 1500) -> Figure:
+    """True-colour view of a region raster with vector layers (name -> GeoDataFrame) drawn on top."""
+    rgb, (left, bottom, right, top), crs = _rgb_preview(raster, max_pixels)
     fig, ax = plt.subplots(figsize=(9, 9))
-    ax.imshow(stretch(rgb, valid=rgb.sum(-1) > 0), extent=extent)
+    ax.imshow(rgb, extent=(left, right, bottom, top))
     styles = iter([dict(facecolor="none", edgecolor="#ff2d2d", linewidth=1.2), dict(color="#ffd700", markersize=14, marker="^"),
                    dict(color="#00e5ff", markersize=10, marker="o"), dict(color="white", markersize=6, marker=".")])
     handles = []
@@ -449,24 +457,10 @@ def plot_category_breakdown(table: pd.DataFrame, title: str = "") -> Figure:
     return fig
 
 
-def _rgb_preview(raster: str | Path, max_pixels: int, crs=None):
-    """True colour (B4, B3, B2) of a raster, decimated to at most ``max_pixels`` a side, optionally
-    warped to ``crs``; returns (rgb 0–1, (left, bottom, right, top))."""
-    from rasterio.vrt import WarpedVRT
-
-    with rasterio.open(raster) as src, (WarpedVRT(src, crs=crs) if crs else src) as view:
-        step = max(1, int(np.ceil(max(view.width, view.height) / max_pixels)))
-        names = list(src.descriptions)
-        idx = [names.index(b) + 1 for b in ("B4", "B3", "B2")] if all(b in names for b in ("B4", "B3", "B2")) else [1, 1, 1]
-        rgb = view.read(idx, out_shape=(3, view.height // step, view.width // step)).transpose(1, 2, 0).astype(np.float32)
-        bounds = tuple(view.bounds)
-    return stretch(rgb, valid=rgb.sum(-1) > 0), bounds
-
-
 def plot_scan(raster: str | Path, probability: str | Path, found: gpd.GeoDataFrame, truth: gpd.GeoDataFrame | None = None,
               threshold: float | None = None, title: str = "Region scan", synthetic: bool = False, max_pixels: int = 1500) -> Figure:
     """Two panels: the probability raster, and true colour with detections (and ground truth)."""
-    rgb, (left, bottom, right, top) = _rgb_preview(raster, max_pixels)
+    rgb, (left, bottom, right, top), _ = _rgb_preview(raster, max_pixels)
     with rasterio.open(probability) as src:
         p = src.read(1)
         p_extent = (src.bounds.left, src.bounds.right, src.bounds.bottom, src.bounds.top)
@@ -501,7 +495,7 @@ def scan_map(raster: str | Path, probability: str | Path, found: gpd.GeoDataFram
     import folium
     from matplotlib import colormaps
 
-    rgb, (left, bottom, right, top) = _rgb_preview(raster, max_pixels, crs="EPSG:4326")
+    rgb, (left, bottom, right, top), _ = _rgb_preview(raster, max_pixels, crs="EPSG:4326")
     fmap = folium.Map(location=[(bottom + top) / 2, (left + right) / 2], tiles="OpenStreetMap", control_scale=True)
     fmap.fit_bounds([[bottom, left], [top, right]])
     folium.raster_layers.ImageOverlay(rgb, bounds=[[bottom, left], [top, right]], name="Sentinel-2 true colour").add_to(fmap)
