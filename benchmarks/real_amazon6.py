@@ -1,18 +1,22 @@
 """Accuracy on REAL data: ../shared/data/amazon-s2-6band (794 Sentinel-2 patches, 6 bands, Amazon).
 
-Trains each variant with the spatially blocked split (70/15/15, held-out patches at least one patch
-diagonal from every training patch) for several seeds — the seed moves the split, the initial
-weights and the augmentation — and prints, per variant, mean ± sd over seeds of the test metrics
-and the mean of the seeds' 95 % block-bootstrap intervals.
+Each training recipe (variant) is evaluated with ``asgm.crossval``:
 
-Two operating points, both with thresholds chosen on the validation split only:
-- ``F1``: the maximum-F1 threshold;
-- ``spec``: the lowest threshold with validation specificity >= 0.95, applied to test
-  (the goal: sensitivity >= 0.90 while test specificity stays >= 0.95).
+- ``kfold``: spatial 5-fold cross-validation — whole spatial blocks per fold, validation carved by
+  blocks from the training folds, so every patch gets one out-of-fold prediction;
+- ``regions``: leave one of 6 geographic regions (k-means on the coordinates, whole blocks) out.
+
+The folds depend only on ``--fold-seed``, so every variant and training seed sees the same folds
+and the comparisons are paired patch by patch. Every patch is judged at its own fold's
+validation-chosen thresholds (``F1``: maximum F1; ``spec``: validation specificity >= 0.95), and
+every interval is a 95 % bootstrap over spatial blocks. Two levers need no extra training and are
+derived from the trained folds: test-time augmentation (``+tta``: the fold models re-run on the 8
+dihedral views, calibration and thresholds refitted on validation) and an ensemble over training
+seeds (``xN``: the mean of N seeds' raw outputs, calibration and thresholds refitted on validation).
 
 Models are cached under models/benchmarks/real_amazon6/ (a rerun only trains what is missing).
 
-Usage: python benchmarks/real_amazon6.py [--variants thesis_cnn bn_cnn_std ...] [--seeds 5]
+Usage: python benchmarks/real_amazon6.py --evaluation kfold --variants previous recipe [--seeds 1] [--tta] [--out DIR]
 """
 
 from __future__ import annotations
@@ -26,88 +30,159 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from asgm.config import TrainingConfig
-from asgm.evaluate import block_bootstrap, f_beta_threshold, specificity_threshold
-from asgm.train import train_experiment
+from asgm import evaluate
+from asgm.calibrate import apply_calibration, expected_calibration_error, fit_calibration
+from asgm.config import AUGMENTATIONS, TrainingConfig
+from asgm.crossval import CrossValidation, cross_validate
+from asgm.models import normalize_patches, predict_probabilities
+from asgm.patches import read_dataset
+from asgm.predict import load_trained_model
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("ASGM_REFERENCE_DATA", ROOT.parent / "shared" / "data")) / "amazon-s2-6band"
 
-#: Variants: training settings that differ from TrainingConfig's defaults.
+#: Variants: training settings that differ from TrainingConfig's defaults (the recommended recipe).
 VARIANTS = {
-    "thesis_cnn": {},
-    "thesis_cnn_std": {"standardize": True},
-    "bn_cnn": {"architecture": "bn_cnn"},
-    "bn_cnn_std": {"architecture": "bn_cnn", "standardize": True},
-    "bn_cnn_std_noaug": {"architecture": "bn_cnn", "standardize": True, "augment": False},
-    "bn_cnn_std_x3": {"architecture": "bn_cnn", "standardize": True, "ensemble": 3},
-    "scan_cnn_std": {"architecture": "scan_cnn", "standardize": True},
+    # the best recipe before issue 12 (bn_cnn_std of the earlier table)
+    "previous": {"learning_rate": 3e-4, "patience": 10, "lr_patience": None, "calibration": "none"},
+    "recipe": {},
+    "no_schedule": {"lr_patience": None},
+    "eg_augment": {"augment": AUGMENTATIONS},
+    "bagged3": {"ensemble": 3, "bagging": 0.7},
+    "scan_cnn": {"architecture": "scan_cnn"},
+    "thesis_cnn": {"architecture": "thesis_cnn", "standardize": False, "learning_rate": 3e-4, "patience": 10,
+                   "lr_patience": None, "calibration": "none"},
 }
-METRICS = ("roc_auc", "average_precision", "sensitivity", "specificity")
+SCHEMES = {"kfold": 5, "regions": 6}
+REPORTED = ("roc_auc", "average_precision", "sensitivity", "specificity")
 
 
-def evaluate_model(model_dir: Path, config: TrainingConfig) -> dict:
-    """Thresholds and test intervals recomputed from predictions.csv with the current evaluation code
-    (so cached models need no retraining when only the evaluation changes)."""
-    pred = pd.read_csv(model_dir / "predictions.csv")
-    val, test = pred[pred["split"] == "validation"], pred[pred["split"] == "test"]
-    thresholds = {"F1": f_beta_threshold(val["label"], val["probability"])[0],
-                  "spec": specificity_threshold(val["label"], val["probability"], config.min_specificity)}
-    row = {}
-    for point, threshold in thresholds.items():
-        table = block_bootstrap(test["label"], test["probability"], test["block"], threshold, config.bootstrap, config.seed)
-        for metric in METRICS:
+def oof_from_folds(cv: CrossValidation, raw_by_fold: list[pd.DataFrame], config: TrainingConfig) -> CrossValidation:
+    """Out-of-fold predictions from each fold's raw outputs over all patches (``patch_id, split,
+    block, label, raw``): calibration and thresholds refitted on the fold's validation split."""
+    parts = []
+    for fold, frame in enumerate(raw_by_fold):
+        val, test = frame[frame["split"] == "validation"], frame[frame["split"] == "test"]
+        calibration = fit_calibration(val["label"], val["raw"], config.calibration)
+        pv, pt = apply_calibration(calibration, val["raw"]), apply_calibration(calibration, test["raw"])
+        parts.append(pd.DataFrame({"patch_id": test["patch_id"].to_numpy(), "fold": fold, "block": test["block"].to_numpy(),
+                                   "label": test["label"].to_numpy(), "probability": pt,
+                                   "threshold_f1": evaluate.f_beta_threshold(val["label"], pv)[0],
+                                   "threshold_spec": evaluate.specificity_threshold(val["label"], pv, config.min_specificity)}))
+    return CrossValidation(cv.scheme, pd.concat(parts, ignore_index=True), cv.folds)
+
+
+def fold_raw(cv: CrossValidation, tta: bool = False, dataset=None) -> list[pd.DataFrame]:
+    """Each fold's raw (uncalibrated) outputs over every patch, from predictions.csv, or recomputed
+    with test-time augmentation."""
+    frames = []
+    for model_dir in cv.folds["model_dir"]:
+        pred = pd.read_csv(Path(model_dir) / "predictions.csv")
+        if tta:
+            trained = load_trained_model(model_dir)
+            x = normalize_patches(dataset.patches, dataset.channels, float(dataset.meta["scale"]), trained.channels)
+            pred["raw_probability"] = predict_probabilities(trained.model, x, tta=True)
+        frames.append(pred.rename(columns={"raw_probability": "raw"}))
+    return frames
+
+
+def row(name: str, cv: CrossValidation, seconds: float, n_boot: int) -> dict:
+    table = cv.metrics(n_boot)
+    p = cv.predictions
+    out = {"variant": name, "patches": len(p), "train s/fold": seconds,
+           "ECE": expected_calibration_error(p["label"], p["probability"])}
+    for point in ("f1", "spec"):
+        for metric in REPORTED:
             for part in ("value", "ci_low", "ci_high"):
-                row[f"{point}:{metric}:{part}"] = table.loc[metric, part]
-    return row
+                out[f"{point}:{metric}:{part}"] = table.loc[(point, metric), part]
+    return out
 
 
-def run_variant(name: str, overrides: dict, seeds: int, out: Path) -> pd.DataFrame:
-    rows = []
-    for seed in range(seeds):
-        config = dataclasses.replace(TrainingConfig(), seed=seed, **overrides)
-        start = time.perf_counter()
-        model_dir = train_experiment(DATA, out, f"{name}_seed{seed}", config, progress=False)
-        elapsed = time.perf_counter() - start
-        row = {"variant": name, "seed": seed, "seconds": elapsed, **evaluate_model(model_dir, config)}
-        rows.append(row)
-        print(f"  {name} seed {seed}: ROC-AUC {row['F1:roc_auc:value']:.3f}, AP {row['F1:average_precision:value']:.3f}, "
-              f"sens/spec @spec-threshold {row['spec:sensitivity:value']:.3f}/{row['spec:specificity:value']:.3f} "
-              f"({elapsed:.0f} s{', cached' if elapsed < 5 else ''})", flush=True)
-    return pd.DataFrame(rows)
+def paired(cv_a: CrossValidation, cv_b: CrossValidation, n_boot: int) -> pd.DataFrame:
+    """A − B on the same out-of-fold patches, ``spec`` operating point, block-bootstrap interval."""
+    runs = []
+    for cv in (cv_a, cv_b):
+        p = cv.predictions.sort_values("patch_id")
+        runs.append({0: evaluate.RunPredictions(p["patch_id"].to_numpy(), p["label"].to_numpy(), p["probability"].to_numpy(),
+                                                p["block"].to_numpy(), p["threshold_spec"].to_numpy())})
+    return evaluate.paired_difference(runs[0], runs[1], n_boot, metrics=REPORTED)
 
 
-def summarise(results: pd.DataFrame) -> str:
-    lines = ["| variant | ROC-AUC | AP | sens @F1 | spec @F1 | sens @spec | spec @spec | s/seed |", "|---|---|---|---|---|---|---|---|"]
-    for name, r in results.groupby("variant", sort=False):
-        def cell(point, metric):
-            v = r[f"{point}:{metric}:value"]
-            return f"{v.mean():.3f} ± {v.std(ddof=1) if len(v) > 1 else 0:.3f} [{r[f'{point}:{metric}:ci_low'].mean():.2f}, {r[f'{point}:{metric}:ci_high'].mean():.2f}]"
-        lines.append(f"| {name} | {cell('F1', 'roc_auc')} | {cell('F1', 'average_precision')} | {cell('F1', 'sensitivity')} | "
-                     f"{cell('F1', 'specificity')} | {cell('spec', 'sensitivity')} | {cell('spec', 'specificity')} | {r['seconds'].mean():.0f} |")
+def cell(r: dict, point: str, metric: str) -> str:
+    return f"{r[f'{point}:{metric}:value']:.3f} [{r[f'{point}:{metric}:ci_low']:.2f}, {r[f'{point}:{metric}:ci_high']:.2f}]"
+
+
+def summarise(rows: list[dict]) -> str:
+    lines = ["| variant | ROC-AUC | AP | sens @F1 | spec @F1 | sens @spec | spec @spec | ECE | train s/fold |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['variant']} | {cell(r, 'f1', 'roc_auc')} | {cell(r, 'f1', 'average_precision')} | {cell(r, 'f1', 'sensitivity')} | "
+                     f"{cell(r, 'f1', 'specificity')} | {cell(r, 'spec', 'sensitivity')} | {cell(r, 'spec', 'specificity')} | "
+                     f"{r['ECE']:.3f} | {r['train s/fold']:.0f} |")
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--evaluation", choices=list(SCHEMES), default="kfold")
+    parser.add_argument("--variants", nargs="+", default=["previous", "recipe"], choices=list(VARIANTS))
+    parser.add_argument("--seeds", type=int, default=1, help="training seeds per variant (the folds stay the same)")
+    parser.add_argument("--fold-seed", type=int, default=0)
+    parser.add_argument("--tta", action="store_true", help="also report each variant with test-time augmentation")
+    parser.add_argument("--bootstrap", type=int, default=1000)
     parser.add_argument("--out", type=Path, default=ROOT / "models" / "benchmarks" / "real_amazon6")
     args = parser.parse_args()
     if not (DATA / "patches.npy").is_file():
         raise SystemExit(f"real data not found at {DATA}: this benchmark needs ../shared/data (or ASGM_REFERENCE_DATA)")
-    print(f"REAL data: {DATA} — {args.seeds} seeds per variant")
-    results = pd.concat([run_variant(name, VARIANTS[name], args.seeds, args.out) for name in args.variants], ignore_index=True)
-    results.to_csv(args.out / "results.csv", index=False)
-    print("\nmean ± sd over seeds [mean 95 % block-bootstrap interval]; thresholds from validation only")
-    print(summarise(results))
-    goal = results.groupby("variant", sort=False).agg(roc=("F1:roc_auc:value", "mean"), sens=("spec:sensitivity:value", "mean"),
-                                                      spec=("spec:specificity:value", "mean"))
-    goal["goal met"] = (goal["roc"] >= 0.95) & (goal["sens"] >= 0.90) & (goal["spec"] >= 0.95)
-    print("\nGoal (ROC-AUC >= 0.95, sensitivity >= 0.90 at specificity >= 0.95):")
-    print(goal.round(3).to_string())
+    dataset = read_dataset(DATA)
+    k = SCHEMES[args.evaluation]
+    print(f"REAL data: {DATA} — {args.evaluation} ({k} groups), {args.seeds} training seed(s) per variant", flush=True)
+    rows, results = [], {}
+    for name in args.variants:
+        runs = []
+        for seed in range(args.seeds):
+            config = dataclasses.replace(TrainingConfig(), seed=seed, bootstrap=200, **VARIANTS[name])
+            start = time.perf_counter()
+            cv = cross_validate(dataset, args.out / args.evaluation / name / f"seed{seed}", config, args.evaluation, k, args.fold_seed, progress=False)
+            trained = cv.folds["seconds"].mean()
+            runs.append((config, cv))
+            label = name if args.seeds == 1 else f"{name} seed {seed}"
+            rows.append(row(label, cv, trained, args.bootstrap))
+            results[label] = cv
+            print(f"  {label}: ROC-AUC {rows[-1]['f1:roc_auc:value']:.3f}, sens/spec @spec {rows[-1]['spec:sensitivity:value']:.3f}/"
+                  f"{rows[-1]['spec:specificity:value']:.3f} ({time.perf_counter() - start:.0f} s)", flush=True)
+            if args.tta:
+                tta = oof_from_folds(cv, fold_raw(cv, tta=True, dataset=dataset), config)
+                rows.append(row(f"{label} +tta", tta, trained, args.bootstrap))
+                results[f"{label} +tta"] = tta
+        if args.seeds > 1:
+            config, first = runs[0]
+            raws = [fold_raw(cv) for _, cv in runs]
+            mean = [f.assign(raw=np.mean([r[i]["raw"].to_numpy() for r in raws], axis=0)) for i, f in enumerate(raws[0])]
+            label = f"{name} x{args.seeds} seeds"
+            rows.append(row(label, oof_from_folds(first, mean, config), sum(r["train s/fold"] for r in rows if r["variant"].startswith(f"{name} seed")), args.bootstrap))
+            results[label] = oof_from_folds(first, mean, config)
+    out = args.out / args.evaluation
+    pd.DataFrame(rows).to_csv(out / "results.csv", index=False)
+    print(f"\n{args.evaluation}: out-of-fold metrics [95 % block-bootstrap interval]; thresholds from each fold's validation split")
+    print(summarise(rows))
+    names = list(results)
+    if len(names) > 1:
+        print(f"\nPaired differences against {names[0]} (same patches, spec operating point):")
+        for name in names[1:]:
+            d = paired(results[name], results[names[0]], args.bootstrap)
+            print(f"  {name} − {names[0]}: " + ", ".join(f"{m} {d.loc[m, 'mean']:+.3f} [{d.loc[m, 'ci_low']:+.3f}, {d.loc[m, 'ci_high']:+.3f}]"
+                                                         for m in REPORTED))
+    for name, cv in results.items():
+        if args.evaluation == "regions":
+            print(f"\nPer region, {name}:")
+            print(cv.per_fold(args.bootstrap).round(3).to_string())
+    goal = [(r["variant"], r["f1:roc_auc:value"] >= (0.95 if args.evaluation == "kfold" else 0.93),
+             r["spec:sensitivity:value"] >= 0.90 and r["spec:specificity:value"] >= 0.95) for r in rows]
+    print("\nGoal (" + ("ROC-AUC >= 0.95, sensitivity >= 0.90 at specificity >= 0.95" if args.evaluation == "kfold" else "ROC-AUC >= 0.93") + "):")
+    for name, auc_ok, op_ok in goal:
+        print(f"  {name}: ROC-AUC {'met' if auc_ok else 'not met'}; operating point {'met' if op_ok else 'not met'}")
 
 
 if __name__ == "__main__":
-    np.set_printoptions(precision=3)
     main()

@@ -13,7 +13,7 @@ import pytest
 from pyproj import Transformer
 from shapely.geometry import LineString, Point
 
-from asgm import evaluate, explain, leakage, osm
+from asgm import evaluate, experiments, explain, leakage, osm
 from asgm.config import TrainingConfig, load_profile
 from asgm.errors import AsgmError, ConfigError, InputFileError
 from asgm.models import bn_cnn, ensemble, predict_probabilities
@@ -30,7 +30,7 @@ TO_UTM = Transformer.from_crs(4326, 32620, always_xy=True)
 
 def test_grid_follows_the_profile_groups():
     profile = load_profile("demo", root=ROOT)
-    grid = {e.name: e for e in evaluate.experiment_grid(profile)}
+    grid = {e.name: e for e in experiments.experiment_grid(profile)}
     osm = profile.osm.channels
     assert {"s2_osm", "s2_only"} <= set(grid)
     assert grid["s2_osm"].reference == "s2_only" and len(grid["s2_only"].channels) == len(profile.imagery.bands)
@@ -45,9 +45,9 @@ def test_grid_follows_the_profile_groups():
     assert all(e.reference in grid for e in grid.values() if e.reference)
 
     only_osm = dataclasses.replace(profile, experiments=dataclasses.replace(profile.experiments, groups=("osm",)))
-    assert [e.name for e in evaluate.experiment_grid(only_osm)] == ["s2_osm", "s2_only"]
+    assert [e.name for e in experiments.experiment_grid(only_osm)] == ["s2_osm", "s2_only"]
     no_osm = dataclasses.replace(profile, osm=dataclasses.replace(profile.osm, channels=()))
-    names = [e.name for e in evaluate.experiment_grid(no_osm)]
+    names = [e.name for e in experiments.experiment_grid(no_osm)]
     assert names[0] == "s2_only" and not any("plus" in n or "minus" in n for n in names)
 
 
@@ -58,40 +58,40 @@ def test_unknown_experiment_group_is_refused():
 
 def toy_grid(channels):
     bands = tuple(c for c in channels if c.startswith("B"))
-    return [evaluate.Experiment("s2_osm", "osm", 16, tuple(channels), reference="s2_only"),
-            evaluate.Experiment("s2_only", "osm", 16, bands)]
+    return [experiments.Experiment("s2_osm", "osm", 16, tuple(channels), reference="s2_only"),
+            experiments.Experiment("s2_only", "osm", 16, bands)]
 
 
 def test_run_grid_trains_only_what_is_missing(tmp_path):
     data = write_toy_dataset(tmp_path / "toy", n=60)
     channels = read_dataset(data).channels
     grid = toy_grid(channels)
-    first = evaluate.run_grid(grid, {16: data}, FAST, (0, 1), tmp_path / "grid", progress=False)
+    first = experiments.run_grid(grid, {16: data}, FAST, (0, 1), tmp_path / "grid", progress=False)
     assert (first["status"] == "trained").all() and len(first) == 4
     stamps = {d: (Path(d) / "model.keras").stat().st_mtime_ns for d in first["model_dir"]}
 
-    second = evaluate.run_grid(grid, {16: data}, FAST, (0, 1), tmp_path / "grid", progress=False)
+    second = experiments.run_grid(grid, {16: data}, FAST, (0, 1), tmp_path / "grid", progress=False)
     assert (second["status"] == "cached").all()
     assert stamps == {d: (Path(d) / "model.keras").stat().st_mtime_ns for d in second["model_dir"]}
 
     # one run lost (e.g. an interrupted session): only it is trained again; other settings retrain
     (tmp_path / "grid" / "s2_only" / "seed1" / "metrics.json").unlink()
-    third = evaluate.run_grid(grid, {16: data}, FAST, (0, 1), tmp_path / "grid", progress=False)
+    third = experiments.run_grid(grid, {16: data}, FAST, (0, 1), tmp_path / "grid", progress=False)
     assert third.set_index(["experiment", "seed"])["status"].to_dict() == {
         ("s2_osm", 0): "cached", ("s2_osm", 1): "cached", ("s2_only", 0): "cached", ("s2_only", 1): "trained"}
-    fourth = evaluate.run_grid(grid[:1], {16: data}, dataclasses.replace(FAST, learning_rate=1e-3), (0,), tmp_path / "grid", progress=False)
+    fourth = experiments.run_grid(grid[:1], {16: data}, dataclasses.replace(FAST, learning_rate=1e-3), (0,), tmp_path / "grid", progress=False)
     assert fourth["status"].tolist() == ["trained"]
 
 
 def test_run_grid_skips_impossible_runs_with_the_reason(tmp_path):
     data = write_toy_dataset(tmp_path / "toy", n=40)
-    grid = [evaluate.Experiment("far", "patch_size", 16, ("B2", "B4"), min_distance_m=1e6),
-            evaluate.Experiment("big", "patch_size", 256, ("B2", "B4"))]
-    runs = evaluate.run_grid(grid, {16: data}, FAST, (0,), tmp_path / "grid", progress=False)
+    grid = [experiments.Experiment("far", "patch_size", 16, ("B2", "B4"), min_distance_m=1e6),
+            experiments.Experiment("big", "patch_size", 256, ("B2", "B4"))]
+    runs = experiments.run_grid(grid, {16: data}, FAST, (0,), tmp_path / "grid", progress=False)
     assert runs["status"].tolist() == ["skipped", "skipped"]
     assert "1 spatial block(s)" in runs["reason"][0]
     assert "no 256 px dataset" in runs["reason"][1]
-    table = evaluate.grid_table(runs, n_boot=10)
+    table = experiments.grid_table(runs, n_boot=10)
     assert table["reason"].str.len().gt(0).all() and (table["n_seeds"] == 0).all()
 
 
@@ -139,9 +139,9 @@ def test_grid_table_reports_mean_spread_and_interval(tmp_path):
     runs = fake_runs(tmp_path, {"good": 0.3, "chance": 0.0})
     runs.loc[len(runs)] = {"experiment": "lost", "group": "osm", "reference": None, "seed": 0, "status": "skipped",
                            "reason": "no split", "model_dir": tmp_path / "none"}
-    table = evaluate.grid_table(runs, n_boot=200).set_index(["experiment", "metric"])
+    table = experiments.grid_table(runs, n_boot=200).set_index(["experiment", "metric"])
     per_seed = [evaluate.binary_metrics(r.y, r.p, r.threshold)["roc_auc"]
-                for r in evaluate.collect_runs(runs)["good"].values()]
+                for r in experiments.collect_runs(runs)["good"].values()]
     good = table.loc[("good", "roc_auc")]
     assert good["mean"] == pytest.approx(np.mean(per_seed)) and good["sd"] == pytest.approx(np.std(per_seed, ddof=1))
     assert good["ci_low"] <= good["mean"] <= good["ci_high"] and good["ci_high"] - good["ci_low"] > 0
@@ -152,7 +152,7 @@ def test_grid_table_reports_mean_spread_and_interval(tmp_path):
 
 def test_paired_difference_detects_a_real_gap_and_nothing_else(tmp_path):
     runs = fake_runs(tmp_path, {"good": 0.3, "same": 0.3, "chance": 0.0})
-    collected = evaluate.collect_runs(runs)
+    collected = experiments.collect_runs(runs)
     gap = evaluate.paired_difference(collected["good"], collected["chance"], n_boot=200)
     assert gap.loc["roc_auc", "ci_low"] > 0 and gap.loc["roc_auc", "supported"]
     identical = evaluate.paired_difference(collected["good"], collected["good"], n_boot=50)
@@ -165,7 +165,7 @@ def test_paired_difference_detects_a_real_gap_and_nothing_else(tmp_path):
 
 def test_a_gap_on_too_few_blocks_is_not_claimed(tmp_path):
     runs = fake_runs(tmp_path, {"good": 0.3, "chance": 0.0}, seeds=(0,), n_blocks=3)
-    collected = evaluate.collect_runs(runs)
+    collected = experiments.collect_runs(runs)
     gap = evaluate.paired_difference(collected["good"], collected["chance"], n_boot=100)
     assert gap.loc["roc_auc", "test_blocks"] == 3 and not gap.loc["roc_auc", "supported"]
     assert "too few" in evaluate.describe_difference({**gap.loc["roc_auc"], "metric": "roc_auc", "experiment": "good", "reference": "chance"})
@@ -173,9 +173,9 @@ def test_a_gap_on_too_few_blocks_is_not_claimed(tmp_path):
 
 def test_grid_comparisons_pair_each_experiment_with_its_reference(tmp_path):
     runs = fake_runs(tmp_path, {"s2_osm": 0.3, "s2_only": 0.1})
-    grid = [evaluate.Experiment("s2_osm", "osm", 16, ("B2", "highway"), reference="s2_only", question="Does OSM help?"),
-            evaluate.Experiment("s2_only", "osm", 16, ("B2",)), evaluate.Experiment("s2_plus_x", "single_osm", 16, ("B2",), reference="s2_only")]
-    comparisons = evaluate.grid_comparisons(runs, grid, n_boot=50)
+    grid = [experiments.Experiment("s2_osm", "osm", 16, ("B2", "highway"), reference="s2_only", question="Does OSM help?"),
+            experiments.Experiment("s2_only", "osm", 16, ("B2",)), experiments.Experiment("s2_plus_x", "single_osm", 16, ("B2",), reference="s2_only")]
+    comparisons = experiments.grid_comparisons(runs, grid, n_boot=50)
     assert set(comparisons["experiment"]) == {"s2_osm"} and set(comparisons["reference"]) == {"s2_only"}
     assert set(comparisons["metric"]) == set(evaluate.GRID_METRICS)
 

@@ -25,6 +25,9 @@ S2_BANDS = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8A", "B8", "B9", "B11", 
 OSM_CHANNELS = ("highway", "landuse", "building", "aeroway", "waterway")
 
 IMAGERY_SOURCES = ("demo", "local", "gee", "stac")
+#: Names of ``training.augment`` (see :mod:`asgm.augment`) and ``training.calibration`` (:mod:`asgm.calibrate`).
+AUGMENTATIONS = ("dihedral", "rotate", "translate", "zoom", "contrast", "noise")
+CALIBRATIONS = ("none", "platt", "isotonic")
 OSM_SOURCES = ("file", "pbf", "overpass")
 #: Environment variable that replaces the profile's ``imagery.source`` (``make all IMAGERY=stac``).
 IMAGERY_SOURCE_ENV = "ASGM_IMAGERY_SOURCE"
@@ -137,26 +140,43 @@ class PatchConfig:
 
 @dataclass(frozen=True)
 class TrainingConfig:
-    """How a model is trained and evaluated (see :mod:`asgm.train`)."""
+    """How a model is trained and evaluated (see :mod:`asgm.train`). The defaults are the project's
+    recommended recipe, measured on real Sentinel-2 patches (``benchmarks/README.md``)."""
 
-    #: A key of ``asgm.models.ARCHITECTURES``: ``thesis_cnn``, ``bn_cnn`` or ``scan_cnn`` (the one the
-    #: region scan runs fully convolutionally).
-    architecture: str = "thesis_cnn"
+    #: A key of ``asgm.models.ARCHITECTURES``: ``bn_cnn`` (batch-normalised CNN, the default),
+    #: ``scan_cnn`` (the one the region scan runs fully convolutionally) or ``thesis_cnn`` (the
+    #: thesis's CNN, for the thesis's own comparison).
+    architecture: str = "bn_cnn"
     #: Channels the model sees, in order; null: all of the dataset's.
     channels: tuple[str, ...] | None = None
+    #: Maximum epochs (early stopping usually ends training sooner).
     epochs: int = 60
     batch_size: int = 32
-    learning_rate: float = 3e-4
+    #: Adam's initial learning rate.
+    learning_rate: float = 1e-3
     #: Epochs without a better validation PR-AUC before training stops (best weights are kept).
-    patience: int = 10
+    patience: int = 12
+    #: Epochs without a better validation PR-AUC before the learning rate is multiplied by
+    #: ``lr_factor`` (Earth Genome: 20 epochs, 0.33); null: a constant learning rate.
+    lr_patience: int | None = 6
+    lr_factor: float = 0.33
     #: Weight each class by n / (2 n_c) in the loss.
     class_weights: bool = False
-    #: Random 90° rotations and flips of training patches (exact for 0/1 OSM masks).
-    augment: bool = True
+    #: Named random transforms of training patches (``asgm.augment.TRANSFORMS``): ``dihedral``
+    #: (90° rotations and flips), ``rotate``, ``translate``, ``zoom`` (reflected borders; OSM
+    #: channels resampled by nearest neighbour), ``contrast``, ``noise``; [] for none.
+    augment: tuple[str, ...] = ("dihedral",)
     #: Standardise each band with the training patches' mean and variance (inside the model).
-    standardize: bool = False
+    standardize: bool = True
     #: Members of the ensemble (their mean probability is the prediction); 1: a single model.
     ensemble: int = 1
+    #: Each member trains on a bootstrap sample (drawn with replacement) of this share of the
+    #: training patches (Earth Genome: 0.7); null: every member sees every training patch.
+    bagging: float | None = None
+    #: Test-time augmentation: a patch's probability is the mean over its 8 dihedral views.
+    tta: bool = False
+    #: Probability calibration fitted on the validation split: ``platt``, ``isotonic`` or ``none``.
+    calibration: str = "platt"
     #: Shares of train, validation and test patches.
     split: tuple[float, ...] = (0.7, 0.15, 0.15)
     #: Minimum distance between patches of different splits; null: the patch diagonal, so no
@@ -173,7 +193,7 @@ class TrainingConfig:
     train_negatives: tuple[str, ...] | None = None
 
 
-#: Experiment groups of the results-analysis grid (see :func:`asgm.evaluate.experiment_grid`).
+#: Experiment groups of the results-analysis grid (see :func:`asgm.experiments.experiment_grid`).
 EXPERIMENT_GROUPS = ("osm", "single_osm", "leave_one_out", "patch_size", "negatives", "class_weights")
 
 
@@ -503,6 +523,19 @@ def _validate_training(t: TrainingConfig, src: Path | None) -> None:
             raise ConfigError(f"training.{name}", "must be at least 1", "give a positive whole number", src)
     if not 0 < t.min_specificity < 1:
         raise ConfigError("training.min_specificity", "must be between 0 and 1", "give a fraction, e.g. 0.95", src)
+    unknown = [a for a in t.augment if a not in AUGMENTATIONS]
+    if unknown:
+        raise ConfigError("training.augment", f"unknown transform(s) {unknown}", f"use names from {', '.join(AUGMENTATIONS)}, or [] for none", src)
+    if t.bagging is not None and not 0 < t.bagging <= 1:
+        raise ConfigError("training.bagging", f"{t.bagging} is not a share in (0, 1]", "give e.g. 0.7, or null to train every member on every patch", src)
+    if t.calibration not in CALIBRATIONS:
+        raise ConfigError("training.calibration", f"unknown method {t.calibration!r}", f"choose one of {', '.join(CALIBRATIONS)}", src)
+    if t.learning_rate <= 0 or not 0 < t.lr_factor < 1:
+        raise ConfigError("training.learning_rate" if t.learning_rate <= 0 else "training.lr_factor", "out of range",
+                          "give a positive learning rate and a factor between 0 and 1, e.g. 0.001 and 0.33", src)
+    for name in ("patience", "lr_patience"):
+        if getattr(t, name) is not None and getattr(t, name) < 1:
+            raise ConfigError(f"training.{name}", "must be at least 1", "give a positive whole number of epochs", src)
 
 
 def load_training(path: str | Path, **overrides: Any) -> TrainingConfig:
@@ -518,12 +551,21 @@ def load_training(path: str | Path, **overrides: Any) -> TrainingConfig:
     raw = _read_mapping(path, "training config not found", "give an existing YAML file, e.g. configs/demo.yaml",
                         "give a profile or a mapping of training keys (see TrainingConfig)")
     values = raw.get("training", {} if "profile" in raw or "region" in raw else raw) or {}
-    return training_config({**values, **overrides}, path)
+    if not isinstance(values, dict):
+        raise ConfigError("training", "must be a mapping of key: value", "indent the training keys under `training:`", path)
+    # a flag the user did not give (None) leaves the file's value
+    return training_config({**values, **{k: v for k, v in overrides.items() if v is not None}}, path)
 
 
 def training_config(values: dict[str, Any], source: Path | None = None) -> TrainingConfig:
     """Validated training settings from a mapping (``None`` values keep the defaults)."""
-    values = {k: v for k, v in values.items() if v is not None}
+    # null keeps the default, except where null means something (a constant learning rate, no bagging, …)
+    optional = {name for name, hint in typing.get_type_hints(TrainingConfig).items() if type(None) in typing.get_args(hint)}
+    values = {k: v for k, v in values.items() if v is not None or k in optional}
+    augment = values.get("augment")
+    if isinstance(augment, bool) or (isinstance(augment, str) and augment.lower() in ("true", "false")):
+        # the older form: true = rotations and flips
+        values["augment"] = ["dihedral"] if str(augment).lower() == "true" else []
     t = _build(TrainingConfig, values, "training", source.parent if source else Path.cwd(), source)
     _validate_training(t, source)
     return t

@@ -13,6 +13,7 @@ import keras
 import numpy as np
 from keras import layers
 
+from asgm.augment import dihedral_views
 from asgm.config import S2_BANDS
 from asgm.errors import AsgmError
 
@@ -54,11 +55,14 @@ def normalize_patches(patches: np.ndarray, channels: Sequence[str], scale: float
     return out
 
 
-def predict_probabilities(model: keras.Model, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+def predict_probabilities(model: keras.Model, x: np.ndarray, batch_size: int = 256, tta: bool = False) -> np.ndarray:
     """Probabilities of mine for inputs (N, H, W, C), calling the model on batches (eagerly: no
-    ``tf.function`` is traced per model, which matters when many models are evaluated in a row)."""
+    ``tf.function`` is traced per model, which matters when many models are evaluated in a row).
+    With ``tta``, the mean over the 8 dihedral views of each patch (test-time augmentation)."""
     if not len(x):
         return np.zeros(0, np.float32)
+    if tta:
+        return np.mean([predict_probabilities(model, view, batch_size) for view in dihedral_views(x)], axis=0)
     return np.concatenate([np.asarray(model(x[i:i + batch_size], training=False)).ravel() for i in range(0, len(x), batch_size)])
 
 
@@ -162,10 +166,21 @@ def fully_convolutional(model: keras.Model) -> tuple[keras.Model, int] | None:
     cannot share computation exactly: padded ("same") convolutions see zeros at each window's
     border, and pooling that overlaps or does not tile breaks the alignment.
 
+    An ensemble (:func:`ensemble`) is fully convolutional when all its members are: its map is the
+    mean of the members' maps.
+
     Returns
     -------
     (model, stride) or None
     """
+    members = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    if members:
+        converted = [fully_convolutional(m) for m in members]
+        if any(c is None for c in converted) or len({c[1] for c in converted}) != 1:
+            return None
+        inputs = keras.Input(shape=(None, None, model.input_shape[-1]), name="region")
+        outputs = layers.Average()([c[0](inputs) for c in converted])
+        return keras.Model(inputs, outputs, name=f"{model.name}_fully_convolutional"), converted[0][1]
     inputs = keras.Input(shape=(None, None, model.input_shape[-1]), name="region")
     x, stride, flat_from = inputs, 1, None
     # A convolution not yet emitted: batch normalisation and ReLU that follow it are folded into

@@ -19,6 +19,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from asgm.atomic import atomic_path
+from asgm.calibrate import apply_calibration
 from asgm.errors import AsgmError, InputFileError
 from asgm.models import normalize_patches, predict_probabilities
 from asgm.patches import Dataset, read_dataset
@@ -33,6 +34,8 @@ class TrainedModel:
     model: keras.Model
     config: dict
     thresholds: dict
+    #: ``calibration.json``: the map from the network's output to calibrated probabilities.
+    calibration: dict
 
     @property
     def channels(self) -> list[str]:
@@ -44,7 +47,12 @@ class TrainedModel:
 
     @property
     def threshold(self) -> float:
+        """The decision threshold, on calibrated probabilities (chosen on validation)."""
         return float(self.thresholds["threshold"])
+
+    def calibrate(self, raw: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities from the network's outputs (the scale of :attr:`threshold`)."""
+        return apply_calibration(self.calibration, raw)
 
     def check_dataset(self, dataset: Dataset) -> None:
         """Raise if ``dataset`` lacks one of the model's channels or has another patch size."""
@@ -65,8 +73,8 @@ class TrainedModel:
         out = np.empty(len(dataset), dtype=np.float32)
         for start in tqdm(range(0, len(dataset), batch_size), desc="predict", unit="batch", disable=not progress):
             x = normalize_patches(dataset.patches[start:start + batch_size], dataset.channels, scale, self.channels)
-            out[start:start + len(x)] = predict_probabilities(self.model, x, batch_size)
-        return out
+            out[start:start + len(x)] = predict_probabilities(self.model, x, batch_size, tta=bool(self.config.get("tta", False)))
+        return self.calibrate(out)
 
 
 def load_trained_model(model_directory: str | Path) -> TrainedModel:
@@ -84,13 +92,14 @@ def load_trained_model(model_directory: str | Path) -> TrainedModel:
     try:
         config = json.loads((path / "config.json").read_text(encoding="utf-8"))
         thresholds = json.loads((path / "threshold.json").read_text(encoding="utf-8"))
+        calibration = json.loads((path / "calibration.json").read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
-        raise InputFileError(path, f"config.json or threshold.json is not valid JSON ({exc})", "retrain the model") from None
+        raise InputFileError(path, f"config.json, threshold.json or calibration.json is not valid JSON ({exc})", "retrain the model") from None
     try:
         model = keras.models.load_model(path / "model.keras", compile=False)
     except (ValueError, OSError) as exc:
         raise InputFileError(path / "model.keras", f"cannot be loaded ({exc})", "retrain the model with this version of asgm and Keras") from None
-    return TrainedModel(path, model, config, thresholds)
+    return TrainedModel(path, model, config, thresholds, calibration)
 
 
 def predict_dataset(model_directory: str | Path, input_directory: str | Path, output: str | Path, progress: bool = True) -> pd.DataFrame:

@@ -254,21 +254,81 @@ def spatial_split(index: pd.DataFrame, min_distance_m: float, fractions: tuple[f
     if fractions.shape != (3,) or (fractions < 0).any() or not math.isclose(fractions.sum(), 1.0, abs_tol=1e-6):
         raise AsgmError(f"split fractions {fractions.tolist()} must be three non-negative shares summing to 1 (train, validation, test)")
     blocks = spatial_blocks(index["lon"].to_numpy(), index["lat"].to_numpy(), min_distance_m)
-    labels = index["label"].to_numpy().astype(int)
-    # per block: number of non-mines and mines
+    assignment = _balanced_groups(blocks, index["label"].to_numpy().astype(int), fractions, seed)
+    return pd.DataFrame({"split": np.asarray(SPLITS)[assignment], "block": blocks}, index=index.index)
+
+
+def spatial_folds(index: pd.DataFrame, k: int, min_distance_m: float, seed: int = 0) -> pd.DataFrame:
+    """Assign whole spatial blocks to ``k`` folds, balancing mines and non-mines across folds.
+
+    Blocks come from :func:`spatial_blocks`, so a point of one fold is at least ``min_distance_m``
+    from every point of the other folds: holding one fold out and training on the rest never lets a
+    held-out patch overlap a training patch.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``fold`` (0 … k − 1) and ``block`` of each row, on ``index``'s index.
+
+    Raises
+    ------
+    AsgmError
+        ``k`` < 2 or more folds than spatial blocks.
+    """
+    blocks = spatial_blocks(index["lon"].to_numpy(), index["lat"].to_numpy(), min_distance_m)
+    if k < 2 or k > blocks.max() + 1:
+        raise AsgmError(f"{k} folds for {blocks.max() + 1} spatial blocks: give at least 2 folds and at most one per block")
+    return pd.DataFrame({"fold": _balanced_groups(blocks, index["label"].to_numpy().astype(int), np.full(k, 1 / k), seed),
+                         "block": blocks}, index=index.index)
+
+
+def spatial_regions(index: pd.DataFrame, n_regions: int, min_distance_m: float, seed: int = 0) -> pd.DataFrame:
+    """Group points into ``n_regions`` large geographic regions (k-means on their positions on the
+    sphere), each made of whole spatial blocks, for leave-one-region-out evaluation.
+
+    A block (points linked closer than ``min_distance_m``) goes whole to the region of most of its
+    points, so no point of one region is within ``min_distance_m`` of another region's.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``region`` (0 … n − 1, numbered west to east by centre), ``block``, and the region's centre
+        ``region_lon`` / ``region_lat``, on ``index``'s index.
+    """
+    from sklearn.cluster import KMeans
+
+    lon, lat = index["lon"].to_numpy(float), index["lat"].to_numpy(float)
+    blocks = spatial_blocks(lon, lat, min_distance_m)
+    if n_regions < 2 or n_regions > blocks.max() + 1:
+        raise AsgmError(f"{n_regions} regions for {blocks.max() + 1} spatial blocks: give at least 2 regions and at most one per block")
+    xyz = _earth_xyz(lon, lat)
+    labels = KMeans(n_regions, n_init=10, random_state=seed).fit_predict(xyz / EARTH_RADIUS_M)
+    # each block to its majority region
+    counts = np.zeros((blocks.max() + 1, n_regions))
+    np.add.at(counts, (blocks, labels), 1)
+    region = counts.argmax(axis=1)[blocks]
+    centres = pd.DataFrame({"lon": lon, "lat": lat, "region": region}).groupby("region")[["lon", "lat"]].mean()
+    order = {r: i for i, r in enumerate(centres.sort_values("lon").index)}
+    region = np.array([order[r] for r in region])
+    centres = centres.rename(index=order).sort_index()
+    return pd.DataFrame({"region": region, "block": blocks, "region_lon": centres["lon"].to_numpy()[region],
+                         "region_lat": centres["lat"].to_numpy()[region]}, index=index.index)
+
+
+def _balanced_groups(blocks: np.ndarray, labels: np.ndarray, shares: np.ndarray, seed: int) -> np.ndarray:
+    """Group of each point: whole blocks, in a seeded order with large blocks first, each to the group
+    furthest below its share of mines and non-mines."""
     counts = np.zeros((blocks.max() + 1, 2))
     np.add.at(counts, (blocks, labels), 1)
-    targets = fractions[:, None] * counts.sum(axis=0)[None, :]  # (split, class)
+    targets = shares[:, None] * counts.sum(axis=0)[None, :]
     filled = np.zeros_like(targets)
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(counts))
-    # large blocks first (stable in the shuffled order), so the small ones even out the shares
+    order = np.random.default_rng(seed).permutation(len(counts))
     order = order[np.argsort(-counts[order].sum(axis=1), kind="stable")]
     assignment = np.empty(len(counts), dtype=int)
     for b in order:
         deficit = ((targets - filled) / np.maximum(targets, 1) * counts[b]).sum(axis=1)
-        deficit[fractions == 0] = -np.inf
-        split = int(np.argmax(deficit))
-        assignment[b] = split
-        filled[split] += counts[b]
-    return pd.DataFrame({"split": np.asarray(SPLITS)[assignment[blocks]], "block": blocks}, index=index.index)
+        deficit[shares == 0] = -np.inf
+        group = int(np.argmax(deficit))
+        assignment[b] = group
+        filled[group] += counts[b]
+    return assignment[blocks]

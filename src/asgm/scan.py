@@ -270,7 +270,7 @@ def scan_tile(spec: TileSpec) -> str:
         n, batch = spec.rows * spec.cols, 256
         probability = np.concatenate([predict_probabilities(trained.model, views[np.unravel_index(np.arange(i, min(i + batch, n)), (spec.rows, spec.cols))])
                                       for i in range(0, n, batch)]).reshape(spec.rows, spec.cols)
-    probability = np.where(nodata_fraction(bands, spec) > spec.max_nodata_fraction, np.nan, probability).astype(np.float32)
+    probability = np.where(nodata_fraction(bands, spec) > spec.max_nodata_fraction, np.nan, trained.calibrate(probability)).astype(np.float32)
     write_array(spec.part, probability)
     return spec.part
 

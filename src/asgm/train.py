@@ -5,7 +5,8 @@ trains on a dataset directory and writes ``DIR/NAME/``:
 
 - ``model.keras`` — the Keras model (an ensemble is one model averaging its members);
 - ``config.json`` — channels, normalisation, patch size, training settings and the split;
-- ``threshold.json`` — thresholds chosen on the validation split only;
+- ``threshold.json`` — thresholds chosen on the validation split only (on calibrated probabilities);
+- ``calibration.json`` — the probability calibration fitted on the validation split;
 - ``metrics.json`` — test metrics with block-bootstrap 95 % confidence intervals;
 - ``predictions.csv`` — ``patch_id, split, block, probability, label`` of every patch;
 - ``history.csv`` and ``figures/`` — learning curves, test PR/ROC curves, confusion matrix.
@@ -31,29 +32,33 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from asgm import evaluate, plots
+from asgm.augment import augment_batch
+from asgm.calibrate import apply_calibration, fit_calibration
 from asgm.atomic import atomic_path
-from asgm.config import TrainingConfig, load_training, training_config
+from asgm.config import OSM_CHANNELS, TrainingConfig, load_training, training_config
 from asgm.errors import AsgmError, InputFileError
 from asgm.models import band_statistics, build_model, ensemble, normalize_patches, predict_probabilities
 from asgm.patches import Dataset, read_dataset
 from asgm.sampling import min_distance_between, spatial_split
 
-MODEL_FILES = ("model.keras", "config.json", "threshold.json", "metrics.json", "predictions.csv")
+MODEL_FILES = ("model.keras", "config.json", "threshold.json", "metrics.json", "calibration.json", "predictions.csv")
 #: Version of the model directory's contents; bump it when they change, so older directories are retrained.
-MODEL_FORMAT = 2
+MODEL_FORMAT = 3
 #: Split of the patches left out of training and validation by ``training.train_negatives``.
 EXCLUDED = "excluded"
 
 
 class AugmentedBatches(keras.utils.PyDataset):
-    """Shuffled training batches ``(x, y, sample_weight)``; with ``augment``, each patch is rotated
-    by a random multiple of 90° and flipped at random (the 8 symmetries of the square: no
-    interpolation, so 0/1 OSM masks stay exact). Deterministic for a given seed."""
+    """Shuffled training batches ``(x, y, sample_weight)``, each patch passed through the named
+    random ``transforms`` of :mod:`asgm.augment` (``binary``: the 0/1 OSM channels, resampled by
+    nearest neighbour). Deterministic for a given seed."""
 
-    def __init__(self, x: np.ndarray, y: np.ndarray, weights: np.ndarray, batch_size: int, seed: int, augment: bool = True):
+    def __init__(self, x: np.ndarray, y: np.ndarray, weights: np.ndarray, batch_size: int, seed: int,
+                 transforms: tuple[str, ...] = ("dihedral",), binary: np.ndarray | None = None):
         super().__init__()
         self.x, self.y, self.weights = x, y.astype(np.float32), weights.astype(np.float32)
-        self.batch_size, self.seed, self.augment = batch_size, seed, augment
+        self.batch_size, self.seed, self.transforms = batch_size, seed, tuple(transforms)
+        self.binary = np.zeros(x.shape[-1], bool) if binary is None else np.asarray(binary, bool)
         self.epoch = 0
         self.order = np.random.default_rng([seed, 0]).permutation(len(x))
 
@@ -63,8 +68,8 @@ class AugmentedBatches(keras.utils.PyDataset):
     def __getitem__(self, i: int):
         rows = self.order[i * self.batch_size:(i + 1) * self.batch_size]
         x = self.x[rows]
-        if self.augment:
-            x = dihedral(x, np.random.default_rng([self.seed, self.epoch, i]).integers(0, 8, len(rows)))
+        if self.transforms:
+            x = augment_batch(x, self.transforms, self.binary, np.random.default_rng([self.seed, self.epoch, i]))
         return x, self.y[rows], self.weights[rows]
 
     def on_epoch_end(self) -> None:
@@ -72,15 +77,12 @@ class AugmentedBatches(keras.utils.PyDataset):
         self.order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.x))
 
 
-def dihedral(x: np.ndarray, transform: np.ndarray) -> np.ndarray:
-    """Apply to each patch of (N, H, W, C) one of the 8 symmetries of the square: ``transform % 4``
-    quarter turns, then a left-right flip when ``transform >= 4``."""
-    out = np.empty_like(x)
-    for t in np.unique(transform):
-        rows = transform == t
-        turned = np.rot90(x[rows], k=int(t) % 4, axes=(1, 2))
-        out[rows] = turned[:, :, ::-1] if t >= 4 else turned
-    return out
+def bagging_sample(n: int, share: float | None, seed: int) -> np.ndarray:
+    """Rows of a member's training set: ``round(share · n)`` draws with replacement from ``n``
+    training patches (a bootstrap sample, as Earth Genome's members), or all rows for ``None``."""
+    if share is None:
+        return np.arange(n)
+    return np.sort(np.random.default_rng([seed, 1]).integers(0, n, max(1, round(share * n))))
 
 
 def class_weights(labels: np.ndarray) -> dict[int, float]:
@@ -161,9 +163,10 @@ def split_summary(dataset: Dataset, split: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows).T
 
 
-def _training_key(fingerprint: str, config: TrainingConfig) -> str:
+def _training_key(fingerprint: str, config: TrainingConfig, split: pd.DataFrame | None = None) -> str:
     settings = json.dumps(dataclasses.asdict(config), sort_keys=True, default=str)
-    return hashlib.sha256(f"{fingerprint}|{settings}|keras {keras.__version__}|format {MODEL_FORMAT}".encode()).hexdigest()[:16]
+    given = "" if split is None else hashlib.sha256(pd.util.hash_pandas_object(split[["split", "block"]], index=False).to_numpy().tobytes()).hexdigest()
+    return hashlib.sha256(f"{fingerprint}|{settings}|{given}|keras {keras.__version__}|format {MODEL_FORMAT}".encode()).hexdigest()[:16]
 
 
 def is_complete(model_dir: Path, key: str | None = None) -> bool:
@@ -173,32 +176,39 @@ def is_complete(model_dir: Path, key: str | None = None) -> bool:
     return key is None or json.loads((model_dir / "config.json").read_text(encoding="utf-8")).get("training_key") == key
 
 
-def is_up_to_date(dataset: Dataset, model_dir: str | Path, config: TrainingConfig) -> bool:
-    """Whether ``model_dir`` is complete and was trained on ``dataset`` with ``config`` (so
-    :func:`train_experiment` would return it without training)."""
-    return is_complete(Path(model_dir), _training_key(dataset.fingerprint, config))
+def is_up_to_date(dataset: Dataset, model_dir: str | Path, config: TrainingConfig, split: pd.DataFrame | None = None) -> bool:
+    """Whether ``model_dir`` is complete and was trained on ``dataset`` with ``config`` (and the
+    given ``split``), so :func:`train_experiment` would return it without training."""
+    return is_complete(Path(model_dir), _training_key(dataset.fingerprint, config, split))
 
 
-def _fit_member(x, y, split, config: TrainingConfig, channels, seed: int, description: str, progress: bool):
+def _fit_member(x, y, split, config: TrainingConfig, channels, member: int, description: str, progress: bool):
+    seed = config.seed + 1000 * member
     keras.utils.set_random_seed(seed)
-    train, val = split == "train", split == "validation"
-    statistics = band_statistics(x[train], channels) if config.standardize else None
+    val = split == "validation"
+    train_rows = np.flatnonzero(split == "train")[bagging_sample(int((split == "train").sum()), config.bagging, seed)]
+    statistics = band_statistics(x[train_rows], channels) if config.standardize else None
     model = build_model(config.architecture, x.shape[1:], statistics, config.learning_rate)
-    weights = np.ones(train.sum())
+    weights = np.ones(len(train_rows))
     if config.class_weights:
-        cw = class_weights(y[train])
-        weights = np.where(y[train] == 1, cw[1], cw[0])
-    batches = AugmentedBatches(x[train], y[train], weights, config.batch_size, seed, config.augment)
-    stop = keras.callbacks.EarlyStopping(monitor="val_pr_auc", mode="max", patience=config.patience, restore_best_weights=True)
+        cw = class_weights(y[train_rows])
+        weights = np.where(y[train_rows] == 1, cw[1], cw[0])
+    binary = np.array([c in OSM_CHANNELS for c in channels])
+    batches = AugmentedBatches(x[train_rows], y[train_rows], weights, config.batch_size, seed, config.augment, binary)
+    callbacks = [keras.callbacks.EarlyStopping(monitor="val_pr_auc", mode="max", patience=config.patience, restore_best_weights=True)]
+    if config.lr_patience is not None:
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_pr_auc", mode="max", factor=config.lr_factor,
+                                                           patience=config.lr_patience, min_lr=1e-6))
     history = model.fit(batches, validation_data=(x[val], y[val].astype(np.float32)), epochs=config.epochs, verbose=0,
-                        callbacks=[stop, EpochProgress(config.epochs, description, progress)])
+                        callbacks=[*callbacks, EpochProgress(config.epochs, description, progress)])
     frame = pd.DataFrame(history.history)
     frame.insert(0, "epoch", np.arange(1, len(frame) + 1))
-    return model, frame, int(stop.best_epoch) + 1
+    return model, frame, int(callbacks[0].best_epoch) + 1
 
 
 def train_experiment(dataset: Dataset | str | Path, output_directory: str | Path, experiment_name: str,
-                     config: TrainingConfig | None = None, progress: bool = True, force: bool = False) -> Path:
+                     config: TrainingConfig | None = None, progress: bool = True, force: bool = False,
+                     split: pd.DataFrame | None = None) -> Path:
     """Train, choose thresholds on validation, evaluate on test, and write the model directory.
 
     Parameters
@@ -213,6 +223,9 @@ def train_experiment(dataset: Dataset | str | Path, output_directory: str | Path
         Show progress bars.
     force
         Retrain even when a finished directory with the same dataset and settings exists.
+    split
+        A ready split (``split`` and ``block`` per patch, on the dataset's index), e.g. one fold of
+        :mod:`asgm.crossval`; default: :func:`split_dataset` with ``config``.
 
     Returns
     -------
@@ -228,11 +241,13 @@ def train_experiment(dataset: Dataset | str | Path, output_directory: str | Path
     dataset = dataset if isinstance(dataset, Dataset) else read_dataset(dataset)
     model_dir = Path(output_directory) / experiment_name
     fingerprint = dataset.fingerprint
-    key = _training_key(fingerprint, config)
+    key = _training_key(fingerprint, config, split)
     if not force and is_complete(model_dir, key):
         return model_dir
 
-    assigned = split_dataset(dataset, config)  # first: an impossible split fails before the patches are read
+    # first: an impossible split fails before the patches are read
+    given = split
+    assigned = split_dataset(dataset, config) if given is None else _checked_split(dataset, given)
     split = assigned["split"].to_numpy()
     min_distance = config.min_distance_m or default_min_distance(dataset)
     channels = list(config.channels or dataset.channels)
@@ -243,15 +258,17 @@ def train_experiment(dataset: Dataset | str | Path, output_directory: str | Path
     members, histories, best_epochs = [], [], []
     for m in range(config.ensemble):
         description = experiment_name if config.ensemble == 1 else f"{experiment_name} [{m + 1}/{config.ensemble}]"
-        model, history, best = _fit_member(x, y, split, config, channels, config.seed + 1000 * m, description, progress)
+        model, history, best = _fit_member(x, y, split, config, channels, m, description, progress)
         history.insert(0, "member", m)
         members.append(model)
         histories.append(history)
         best_epochs.append(best)
     model = ensemble(members)
-    probability = predict_probabilities(model, x)
+    raw = predict_probabilities(model, x, tta=config.tta)
 
     val, test = split == "validation", split == "test"
+    calibration = fit_calibration(y[val], raw[val], config.calibration)
+    probability = apply_calibration(calibration, raw)
     f1_threshold, f1_val = evaluate.f_beta_threshold(y[val], probability[val], 1.0)
     f05_threshold, f05_val = evaluate.f_beta_threshold(y[val], probability[val], 0.5)
     strict_threshold = evaluate.specificity_threshold(y[val], probability[val], config.min_specificity)
@@ -263,7 +280,7 @@ def train_experiment(dataset: Dataset | str | Path, output_directory: str | Path
     synthetic = bool(dataset.meta.get("synthetic", False))
     thresholds = {
         "threshold": f1_threshold,
-        "chosen_by": "maximum F1 on the validation split",
+        "chosen_by": "maximum F1 on the validation split" + (f" ({config.calibration}-calibrated probabilities)" if config.calibration != "none" else ""),
         "f1": {"threshold": f1_threshold, "validation_f1": f1_val},
         "f0_5": {"threshold": f05_threshold, "validation_f0_5": f05_val},
         "specificity": {"threshold": strict_threshold, "min_specificity": config.min_specificity},
@@ -286,22 +303,25 @@ def train_experiment(dataset: Dataset | str | Path, output_directory: str | Path
         "channels": channels,
         "normalization": {"bands": "clip(x / scale, 0, 1)", "scale": float(dataset.meta["scale"]), "osm": "0/1 as stored",
                           "standardize": config.standardize},
+        "tta": config.tta,
         "patch_size": int(dataset.meta["patch_size"]),
         "resolution_m": float(dataset.meta.get("resolution_m", 10.0)),
         "dataset": {"path": str(dataset.path), "fingerprint": fingerprint, "synthetic": synthetic,
                     "profile": dataset.meta.get("profile")},
         "training": dataclasses.asdict(config),
         "split": {"fractions": list(config.split), "min_distance_m": min_distance, "seed": config.seed,
+                  "chosen_by": "asgm.train.split_dataset" if given is None else "given by the caller (e.g. a cross-validation fold)",
                   "patch_ids": {part: index.loc[split == part, "patch_id"].tolist() for part in ("train", "validation", "test")}},
     }
     predictions = pd.DataFrame({"patch_id": index["patch_id"], "split": split, "block": blocks,
-                                "probability": probability, "label": y})
+                                "probability": probability, "raw_probability": raw, "label": y})
     history = pd.concat(histories, ignore_index=True)
 
     with atomic_path(model_dir) as tmp:
         (tmp / "figures").mkdir(parents=True)
         model.save(tmp / "model.keras")
-        for name, content in (("config.json", model_config), ("threshold.json", thresholds), ("metrics.json", metrics)):
+        for name, content in (("config.json", model_config), ("threshold.json", thresholds), ("metrics.json", metrics),
+                              ("calibration.json", calibration)):
             (tmp / name).write_text(json.dumps(content, indent=2, default=_json_default), encoding="utf-8")
         predictions.to_csv(tmp / "predictions.csv", index=False)
         history.to_csv(tmp / "history.csv", index=False)
@@ -315,6 +335,18 @@ def train_experiment(dataset: Dataset | str | Path, output_directory: str | Path
             fig.savefig(tmp / "figures" / name, dpi=110, bbox_inches="tight")
             plt.close(fig)
     return model_dir
+
+
+def _checked_split(dataset: Dataset, split: pd.DataFrame) -> pd.DataFrame:
+    """A split given by the caller, checked like :func:`split_dataset`'s."""
+    if len(split) != len(dataset.index) or not {"split", "block"} <= set(split.columns):
+        raise AsgmError(f"the given split has {len(split)} rows and columns {list(split.columns)}; it needs split and block for each of "
+                        f"the {len(dataset.index)} patches of {dataset.path}")
+    for part in ("validation", "test"):
+        labels = set(dataset.index.loc[split["split"].to_numpy() == part, "label"].astype(int).tolist())
+        if labels != {0, 1}:
+            raise AsgmError(f"{dataset.path}: the {part} part of the given split holds label(s) {sorted(labels)} only; it needs mines and non-mines")
+    return split
 
 
 def _table_json(table: pd.DataFrame) -> dict:
@@ -355,17 +387,28 @@ def metrics_table(model_dirs: dict[str, str | Path], key: str = "test") -> pd.Da
     return pd.DataFrame(rows).T
 
 
+def _defaults_epilog() -> str:
+    """Every training key with its default (the recommended recipe), for ``--help``."""
+    lines = ["training keys (set them in the --config YAML; the flags above override the file) and their defaults:"]
+    for f in dataclasses.fields(TrainingConfig):
+        value = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        lines.append(f"  {f.name}: {list(value) if isinstance(value, tuple) else value}")
+    return "\n".join(lines)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m asgm.train", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m asgm.train", description=__doc__.split("\n\n")[0], epilog=_defaults_epilog(),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--input_directory", required=True, type=Path, help="dataset directory (patches.npy, index.csv, dataset.json)")
     parser.add_argument("--output_directory", required=True, type=Path, help="where the model directory is written")
     parser.add_argument("--experiment_name", required=True, help="name of the model directory inside --output_directory")
     parser.add_argument("--config", type=Path, help="YAML: a profile (its training section) or a mapping of training keys")
-    parser.add_argument("--class_weights", action="store_true", default=None, help="weight classes by n / (2 n_c)")
+    parser.add_argument("--class_weights", action=argparse.BooleanOptionalAction, default=None, help="weight classes by n / (2 n_c)")
     parser.add_argument("--seed", type=int, help="seed of the split, initial weights and augmentation")
-    parser.add_argument("--architecture", help="thesis_cnn or bn_cnn")
+    parser.add_argument("--architecture", help="bn_cnn, scan_cnn or thesis_cnn")
     parser.add_argument("--channels", help="comma-separated channels to train on (default: all of the dataset's)")
     parser.add_argument("--epochs", type=int, help="maximum epochs")
+    parser.add_argument("--ensemble", type=int, help="members of the ensemble")
     parser.add_argument("--force", action="store_true", help="retrain even if a finished model directory matches")
     return parser.parse_args(argv)
 
@@ -373,9 +416,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     overrides = {"class_weights": args.class_weights, "seed": args.seed, "architecture": args.architecture,
-                 "channels": args.channels, "epochs": args.epochs}
+                 "channels": args.channels, "epochs": args.epochs, "ensemble": args.ensemble}
     try:
-        config = load_training(args.config, **overrides) if args.config else training_config(overrides)
+        config = load_training(args.config, **overrides) if args.config else training_config({k: v for k, v in overrides.items() if v is not None})
         model_dir = train_experiment(args.input_directory, args.output_directory, args.experiment_name, config, force=args.force)
     except AsgmError as exc:
         print(f"error: {exc}", file=sys.stderr)

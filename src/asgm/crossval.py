@@ -1,0 +1,181 @@
+"""How a training recipe does on places it has never seen: spatial k-fold cross-validation and
+leave-one-region-out, on any dataset directory.
+
+- ``kfold``: whole spatial blocks go to ``k`` folds (:func:`asgm.sampling.spatial_folds`); each
+  fold is held out in turn as the test set while a model trains on the others, so every patch gets
+  exactly one out-of-fold prediction.
+- ``regions``: the points are grouped into ``k`` large geographic regions (k-means on their
+  positions, whole blocks each: :func:`asgm.sampling.spatial_regions`); each region is held out in
+  turn. This is the number that predicts how the model does in a region it was not trained on.
+
+In both, the validation set (early stopping, calibration, thresholds) is carved by spatial blocks
+out of the training folds only, so nothing about the held-out fold informs its own predictions.
+Every patch is judged at its own fold's validation-chosen thresholds; metrics over all out-of-fold
+predictions get 95 % intervals from a bootstrap over spatial blocks.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from asgm import evaluate
+from asgm.atomic import atomic_path
+from asgm.config import TrainingConfig
+from asgm.errors import AsgmError
+from asgm.patches import Dataset, read_dataset
+from asgm.sampling import spatial_folds, spatial_regions, spatial_split
+from asgm.train import default_min_distance, read_metrics, train_experiment
+
+SCHEMES = ("kfold", "regions")
+
+
+def fold_splits(dataset: Dataset, scheme: str = "kfold", k: int = 5, config: TrainingConfig | None = None,
+                seed: int = 0) -> tuple[pd.DataFrame, list[pd.DataFrame]]:
+    """The held-out groups and, for each, the train / validation / test split that trains its model.
+
+    Parameters
+    ----------
+    dataset
+        The dataset to cross-validate.
+    scheme
+        ``kfold`` (spatial k-fold) or ``regions`` (leave one geographic region out).
+    k
+        Folds or regions.
+    config
+        Training settings: ``min_distance_m`` (default: the patch diagonal), ``split`` (its train
+        and validation shares set the validation share of the training folds).
+    seed
+        Seed of the folds (or regions) and of the validation blocks; not the training seed, so runs
+        of several training seeds share their folds and can be paired or averaged.
+
+    Returns
+    -------
+    groups, splits
+        ``groups``: ``fold`` and ``block`` per patch (and ``region_lon``, ``region_lat`` for
+        ``regions``); ``splits[i]``: ``split`` and ``block`` per patch, fold ``i`` as the test set.
+
+    Raises
+    ------
+    AsgmError
+        Unknown scheme, too few blocks, or a held-out group without mines and non-mines.
+    """
+    config = config or TrainingConfig()
+    if scheme not in SCHEMES:
+        raise AsgmError(f"unknown cross-validation scheme {scheme!r}; choose one of {', '.join(SCHEMES)}")
+    index = dataset.index
+    distance = config.min_distance_m or default_min_distance(dataset)
+    if scheme == "kfold":
+        groups = spatial_folds(index, k, distance, seed)
+    else:
+        groups = spatial_regions(index, k, distance, seed).rename(columns={"region": "fold"})
+    train_share, val_share = config.split[0], config.split[1]
+    shares = (train_share / (train_share + val_share), val_share / (train_share + val_share), 0.0)
+    splits = []
+    for fold in range(k):
+        held = groups["fold"].to_numpy() == fold
+        labels = set(index.loc[held, "label"].astype(int).tolist())
+        if labels != {0, 1}:
+            raise AsgmError(f"{dataset.path}: {scheme} group {fold} holds label(s) {sorted(labels)} only ({held.sum()} patches); "
+                            "every held-out group needs mines and non-mines: use fewer folds or regions")
+        rest = spatial_split(index.loc[~held], distance, shares, seed)
+        split = pd.Series("test", index=index.index)
+        split.loc[~held] = rest["split"]
+        splits.append(pd.DataFrame({"split": split.to_numpy(), "block": groups["block"].to_numpy()}, index=index.index))
+    return groups, splits
+
+
+@dataclass
+class CrossValidation:
+    """Out-of-fold predictions of a cross-validation (:func:`cross_validate`)."""
+
+    scheme: str
+    #: One row per patch: ``patch_id, fold, block, label, probability`` and the fold's validation
+    #: thresholds ``threshold_f1`` and ``threshold_spec`` (plus ``category`` when the index has one).
+    predictions: pd.DataFrame
+    #: One row per fold: ``fold, model_dir, seconds`` (training time; 0 when cached), patches, mines.
+    folds: pd.DataFrame
+
+    def metrics(self, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+        """Metrics over every out-of-fold prediction, at both operating points (``f1``: each fold's
+        maximum-F1 threshold; ``spec``: its threshold for validation specificity ≥ the recipe's
+        ``min_specificity``), with block-bootstrap 95 % intervals.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Index ``(operating_point, metric)``; columns ``value, ci_low, ci_high, n_blocks, n_mine_blocks``.
+        """
+        p = self.predictions
+        tables = {point: evaluate.block_bootstrap(p["label"], p["probability"], p["block"], p[f"threshold_{point}"].to_numpy(), n_boot, seed)
+                  for point in ("f1", "spec")}
+        return pd.concat(tables, names=["operating_point", "metric"])
+
+    def per_fold(self, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+        """Per held-out fold or region: patches, mines, ROC-AUC, average precision, and sensitivity /
+        specificity at the ``spec`` operating point, each with a block-bootstrap interval."""
+        rows = []
+        for fold, part in self.predictions.groupby("fold"):
+            table = evaluate.block_bootstrap(part["label"], part["probability"], part["block"], part["threshold_spec"].to_numpy(), n_boot, seed)
+            row = {"fold": fold, "patches": len(part), "mines": int(part["label"].sum()), "blocks": part["block"].nunique()}
+            if "region_lon" in part:
+                row |= {"centre_lon": round(float(part["region_lon"].iloc[0]), 2), "centre_lat": round(float(part["region_lat"].iloc[0]), 2)}
+            for metric in ("roc_auc", "average_precision", "sensitivity", "specificity"):
+                row |= {metric: table.loc[metric, "value"], f"{metric}_low": table.loc[metric, "ci_low"], f"{metric}_high": table.loc[metric, "ci_high"]}
+            rows.append(row)
+        return pd.DataFrame(rows).set_index("fold").join(self.folds.set_index("fold")[["seconds"]])
+
+
+def cross_validate(dataset: Dataset | str | Path, output_directory: str | Path, config: TrainingConfig | None = None,
+                   scheme: str = "kfold", k: int = 5, seed: int = 0, progress: bool = True) -> CrossValidation:
+    """Train the recipe ``config`` once per fold or region and collect the out-of-fold predictions.
+
+    Parameters
+    ----------
+    dataset
+        A dataset directory (or one read with :func:`asgm.patches.read_dataset`).
+    output_directory
+        Each fold's model directory goes to ``output_directory/fold<i>`` (reused when up to date,
+        so an interrupted cross-validation resumes); the pooled predictions to
+        ``output_directory/cv_predictions.csv``.
+    config
+        The training recipe (default: :class:`~asgm.config.TrainingConfig`'s).
+    scheme, k, seed
+        See :func:`fold_splits`.
+    progress
+        Show progress bars.
+    """
+    config = config or TrainingConfig()
+    dataset = dataset if isinstance(dataset, Dataset) else read_dataset(dataset)
+    groups, splits = fold_splits(dataset, scheme, k, config, seed)
+    out = Path(output_directory)
+    parts, folds = [], []
+    for fold in tqdm(range(k), desc=f"{scheme} cross-validation", unit="fold", disable=not progress):
+        start = time.perf_counter()
+        model_dir = train_experiment(dataset, out, f"fold{fold}", config, progress=progress, split=splits[fold])
+        seconds = time.perf_counter() - start
+        metrics = read_metrics(model_dir)
+        pred = pd.read_csv(model_dir / "predictions.csv")
+        test = pred[pred["split"] == "test"]
+        part = pd.DataFrame({"patch_id": test["patch_id"].to_numpy(), "fold": fold, "block": test["block"].to_numpy(),
+                             "label": test["label"].to_numpy(), "probability": test["probability"].to_numpy(),
+                             "threshold_f1": metrics["test"]["threshold"], "threshold_spec": metrics["test_at_specificity"]["threshold"]})
+        parts.append(part)
+        folds.append({"fold": fold, "model_dir": str(model_dir), "seconds": round(seconds, 1) if seconds > 5 else 0.0,
+                      "train_patches": metrics["patches"]["train"], "validation_patches": metrics["patches"]["validation"],
+                      "test_patches": metrics["patches"]["test"], "test_mines": metrics["mines"]["test"]})
+    predictions = pd.concat(parts, ignore_index=True)
+    extra = dataset.index.set_index("patch_id")
+    columns = [c for c in ("category", "lon", "lat") if c in extra.columns]
+    predictions = predictions.join(extra[columns], on="patch_id")
+    if "region_lon" in groups:
+        predictions = predictions.join(groups.assign(patch_id=dataset.index["patch_id"]).set_index("patch_id")[["region_lon", "region_lat"]], on="patch_id")
+    result = CrossValidation(scheme, predictions, pd.DataFrame(folds))
+    with atomic_path(out / "cv_predictions.csv") as tmp:
+        predictions.to_csv(tmp, index=False)
+    return result
+
