@@ -79,7 +79,7 @@ def test_run_grid_trains_only_what_is_missing(tmp_path):
     third = experiments.run_grid(grid, {16: data}, FAST, (0, 1), tmp_path / "grid", progress=False)
     assert third.set_index(["experiment", "seed"])["status"].to_dict() == {
         ("s2_osm", 0): "cached", ("s2_osm", 1): "cached", ("s2_only", 0): "cached", ("s2_only", 1): "trained"}
-    fourth = experiments.run_grid(grid[:1], {16: data}, dataclasses.replace(FAST, learning_rate=1e-3), (0,), tmp_path / "grid", progress=False)
+    fourth = experiments.run_grid(grid[:1], {16: data}, dataclasses.replace(FAST, learning_rate=3e-4), (0,), tmp_path / "grid", progress=False)
     assert fourth["status"].tolist() == ["trained"]
 
 

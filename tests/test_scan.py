@@ -54,6 +54,7 @@ def model_dir(path, model, channels, threshold=0.5):
     (path / "config.json").write_text(json.dumps({"channels": list(channels), "patch_size": model.input_shape[1],
                                                   "normalization": {"scale": 10000.0}, "training_key": "test"}))
     (path / "threshold.json").write_text(json.dumps({"threshold": threshold}))
+    (path / "calibration.json").write_text(json.dumps({"method": "none"}))
     (path / "metrics.json").write_text("{}")
     (path / "predictions.csv").write_text("patch_id,probability\n")
     return path
