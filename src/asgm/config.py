@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from asgm.atomic import plain_name
 from asgm.errors import ConfigError, InputFileError
 
 #: Sentinel-2 L1C bands in Earth Genome's order (B8A before B8).
@@ -363,12 +364,13 @@ def load_profile(profile: str = "demo", root: str | Path | None = None, **sectio
     ConfigError
         Unknown section or key, missing required key, or invalid value.
     """
+    plain_name(profile, "profile")
     root = Path(root).resolve() if root else find_root(profile)
     path = root / "configs" / f"{profile}.yaml"
     raw = _read_mapping(path, "profile not found", "create it, or pick one of the files in configs/",
                         "a profile must be a mapping of sections; see configs/demo.yaml for the layout")
     raw.update({k: v for k, v in sections.items() if v is not None})
-    name = raw.pop("profile", profile)
+    name = plain_name(raw.pop("profile", profile), f"profile name (in {path})")
     override = os.environ.get(IMAGERY_SOURCE_ENV)
     if override and isinstance(raw.get("imagery"), dict):
         # Outputs of a chosen imagery source go to their own directories (bolivar_stac, …).

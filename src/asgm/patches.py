@@ -167,7 +167,7 @@ def build_dataset(
     n = len(points)
     dtype = np.result_type(source.data_dtype, np.uint8)
     rows, dropped = [], []
-    with atomic_path(out_dir) as tmp:
+    with atomic_path(out_dir, marker="dataset.json", what="dataset directory") as tmp:
         tmp.mkdir()
         buffer = np.lib.format.open_memmap(tmp / "all.npy", mode="w+", dtype=dtype, shape=(n, patch_size, patch_size, len(channels)))
         kept = 0

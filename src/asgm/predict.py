@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from asgm.atomic import atomic_path
+from asgm.atomic import atomic_path, check_target
 from asgm.calibrate import apply_calibration
 from asgm.errors import AsgmError, InputFileError
 from asgm.models import normalize_patches, predict_probabilities
@@ -104,6 +104,7 @@ def load_trained_model(model_directory: str | Path) -> TrainedModel:
 
 def predict_dataset(model_directory: str | Path, input_directory: str | Path, output: str | Path, progress: bool = True) -> pd.DataFrame:
     """Write ``patch_id, probability, prediction`` for every patch of a dataset to ``output`` (CSV)."""
+    check_target(output, directory=False, what="predictions CSV")
     trained = load_trained_model(model_directory)
     dataset = read_dataset(input_directory)
     probability = trained.predict(dataset, progress=progress)

@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from asgm import evaluate, plots
 from asgm.augment import augment_batch
 from asgm.calibrate import apply_calibration, fit_calibration
-from asgm.atomic import atomic_path
+from asgm.atomic import atomic_path, check_target, plain_name
 from asgm.config import OSM_CHANNELS, TrainingConfig, load_training, training_config
 from asgm.errors import AsgmError, InputFileError
 from asgm.models import band_statistics, build_model, ensemble, normalize_patches, predict_probabilities
@@ -238,8 +238,9 @@ def train_experiment(dataset: Dataset | str | Path, output_directory: str | Path
         Unknown channels or architecture, or a split without both classes in validation or test.
     """
     config = config or TrainingConfig()
+    model_dir = Path(output_directory) / plain_name(experiment_name, "experiment_name")
+    check_target(model_dir, directory=True, marker="config.json", what="model directory")
     dataset = dataset if isinstance(dataset, Dataset) else read_dataset(dataset)
-    model_dir = Path(output_directory) / experiment_name
     fingerprint = dataset.fingerprint
     key = _training_key(fingerprint, config, split)
     if not force and is_complete(model_dir, key):
@@ -317,7 +318,7 @@ def train_experiment(dataset: Dataset | str | Path, output_directory: str | Path
                                 "probability": probability, "raw_probability": raw, "label": y})
     history = pd.concat(histories, ignore_index=True)
 
-    with atomic_path(model_dir) as tmp:
+    with atomic_path(model_dir, marker="config.json", what="model directory") as tmp:
         (tmp / "figures").mkdir(parents=True)
         model.save(tmp / "model.keras")
         for name, content in (("config.json", model_config), ("threshold.json", thresholds), ("metrics.json", metrics),

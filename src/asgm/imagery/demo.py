@@ -150,7 +150,7 @@ def generate_demo_region(cfg: SyntheticConfig, progress: bool = True) -> DemoReg
     positives, negatives = scene.sampling_points(classes)
     steps.update()
     out = Path(cfg.output_dir)
-    with atomic_path(out) as tmp:
+    with atomic_path(out, marker="metadata.json", what="demo region directory") as tmp:
         (tmp / "sampling").mkdir(parents=True)
         _write_rasters(tmp, grid, image, classes)
         (tmp / "osm.osm").write_text(osm_xml, encoding="utf-8")

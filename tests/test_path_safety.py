@@ -1,0 +1,89 @@
+"""Nothing lost: outputs never replace what the command did not create, names cannot point elsewhere,
+and temporaries of a killed run are cleaned up by the next one."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from asgm import predict, train
+from asgm.atomic import atomic_path, plain_name
+from asgm.config import load_profile
+from asgm.errors import AsgmError
+from conftest import write_toy_dataset
+
+
+def snapshot(root):
+    return {str(p.relative_to(root)): (p.read_bytes() if p.is_file() else None) for p in sorted(root.rglob("*"))}
+
+
+@pytest.mark.parametrize("name", ["", ".", "..", "../elsewhere", "a/b", ".hidden", "a\\b"])
+def test_names_used_as_paths_must_be_plain(name):
+    with pytest.raises(AsgmError, match="not a plain name"):
+        plain_name(name, "experiment_name")
+
+
+def test_a_file_never_replaces_a_directory(tmp_path):
+    keep = tmp_path / "results"
+    keep.mkdir()
+    (keep / "notes.txt").write_text("mine")
+    before = snapshot(tmp_path)
+    with pytest.raises(AsgmError, match="is a directory"):
+        with atomic_path(keep, what="CSV") as tmp:
+            tmp.write_text("a,b\n")
+    assert snapshot(tmp_path) == before
+
+
+def test_a_directory_replaces_only_its_own_kind(tmp_path):
+    other = tmp_path / "out"
+    other.mkdir()
+    (other / "thesis.tex").write_text("chapter")
+    before = snapshot(tmp_path)
+    with pytest.raises(AsgmError, match="not a model directory"):
+        with atomic_path(other, marker="config.json", what="model directory") as tmp:
+            tmp.mkdir()
+            (tmp / "config.json").write_text("{}")
+    assert snapshot(tmp_path) == before
+    (other / "thesis.tex").unlink()
+    (other / "config.json").write_text("{}")  # an earlier model directory: replaced
+    with atomic_path(other, marker="config.json", what="model directory") as tmp:
+        tmp.mkdir()
+        (tmp / "config.json").write_text('{"new": 1}')
+    assert (other / "config.json").read_text() == '{"new": 1}'
+
+
+def test_cli_refuses_to_destroy_directories(tmp_path, capsys):
+    data = write_toy_dataset(tmp_path / "toy", n=40)
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "notes.md").write_text("keep me")
+    before = snapshot(tmp_path)
+    for name in (".", "..", "../elsewhere"):
+        code = train.main(["--input_directory", str(data), "--output_directory", str(tmp_path / "models"), "--experiment_name", name])
+        assert code == 2 and "not a plain name" in capsys.readouterr().err
+    assert predict.main(["--model_directory", str(tmp_path / "models"), "--input_directory", str(data), "--output", str(data)]) == 2
+    assert "is a directory" in capsys.readouterr().err
+    assert snapshot(tmp_path) == before
+
+
+def test_profile_names_cannot_leave_the_project():
+    with pytest.raises(AsgmError, match="not a plain name"):
+        load_profile("../demo")
+
+
+def test_a_killed_writer_leaves_nothing_for_long(tmp_path):
+    target = tmp_path / "model"
+    code = ("import os, sys; from asgm.atomic import atomic_path\n"
+            f"with atomic_path({str(target)!r}) as tmp:\n"
+            "    tmp.mkdir(); (tmp / 'half').write_text('x'); os.kill(os.getpid(), 9)\n")
+    subprocess.run([sys.executable, "-c", code], check=False)
+    leftovers = [p for p in tmp_path.iterdir() if p.name.startswith(".model.")]
+    assert len(leftovers) == 1 and not target.exists()
+    with atomic_path(target) as tmp:  # the next run removes the dead writer's temporary
+        tmp.mkdir()
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]
+    live = tmp_path / f".other.{os.getpid()}.x.partial"
+    live.mkdir()
+    with atomic_path(tmp_path / "other") as tmp:  # a live writer's temporary is left alone
+        tmp.mkdir()
+    assert live.exists()
