@@ -87,3 +87,25 @@ def test_a_killed_writer_leaves_nothing_for_long(tmp_path):
     with atomic_path(tmp_path / "other") as tmp:  # a live writer's temporary is left alone
         tmp.mkdir()
     assert live.exists()
+
+
+def test_nan_patches_and_bad_coordinates_are_refused_with_their_ids(tmp_path):
+    import numpy as np
+    import pandas as pd
+
+    from asgm.errors import InputFileError
+    from asgm.patches import read_dataset
+
+    data = write_toy_dataset(tmp_path / "toy", n=20)
+    patches = np.load(data / "patches.npy").astype(np.float32)
+    patches[3, 0, 0, 0] = np.nan
+    np.save(data / "patches.npy", patches)
+    pid = pd.read_csv(data / "index.csv")["patch_id"][3]
+    with pytest.raises(InputFileError, match=rf"(?s)patches.npy.*1 patch\(es\) hold NaN.*{pid}"):
+        read_dataset(data)
+    np.save(data / "patches.npy", np.nan_to_num(patches))
+    index = pd.read_csv(data / "index.csv")
+    index.loc[2, "lat"] = 95.0
+    index.to_csv(data / "index.csv", index=False)
+    with pytest.raises(InputFileError, match=r"index.csv.*out-of-range lon/lat"):
+        read_dataset(data)

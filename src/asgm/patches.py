@@ -296,6 +296,17 @@ def read_dataset(path: str | Path, mmap: bool = True) -> Dataset:
         raise InputFileError(index_path, f"duplicate patch_id(s) {index.loc[index['patch_id'].duplicated(), 'patch_id'].tolist()[:5]}", "give every patch its own id")
     if not index["label"].isin([0, 1]).all():
         raise InputFileError(index_path, f"labels must be 0 or 1, found {sorted(index['label'].unique().tolist())}", "fix the label column")
+    if not np.isfinite(index[["lon", "lat"]].to_numpy(float)).all() or not index["lon"].between(-180, 180).all() or not index["lat"].between(-90, 90).all():
+        bad = index.loc[~(index["lon"].between(-180, 180) & index["lat"].between(-90, 90)), "patch_id"].tolist()
+        raise InputFileError(index_path, f"{len(bad)} row(s) with missing or out-of-range lon/lat, e.g. patch_id {bad[:5]}",
+                             "give WGS 84 longitude (-180 to 180) and latitude (-90 to 90) for every patch")
+    if np.issubdtype(patches.dtype, np.floating):
+        # chunked, so a memory-mapped dataset is never loaded whole
+        finite = np.concatenate([np.isfinite(patches[i:i + 256]).all(axis=(1, 2, 3)) for i in range(0, len(patches), 256)]) if len(patches) else np.ones(0, bool)
+        if not finite.all():
+            bad = index.loc[~finite, "patch_id"].tolist()
+            raise InputFileError(patches_path, f"{len(bad)} patch(es) hold NaN or infinite values, e.g. patch_id {bad[:5]}",
+                                 "rebuild those patches, or remove their rows from patches.npy and index.csv")
     return Dataset(path, patches, index, meta)
 
 
