@@ -200,6 +200,31 @@ def plot_test_curves(y: np.ndarray, p: np.ndarray, threshold: float, title: str 
     return fig
 
 
+def plot_reliability(y: np.ndarray, raw: np.ndarray, calibrated: np.ndarray, method: str, title: str = "", bins: int = 10) -> Figure:
+    """Reliability diagram of the test split: the share of mines among patches in each probability
+    bin against the bin's mean probability, before and after the calibration fitted on validation
+    (on the diagonal: a probability means what it says), with each bin's patch count beneath."""
+    from asgm.calibrate import expected_calibration_error
+
+    y = np.asarray(y, float)
+    fig, (ax, ax_n) = plt.subplots(2, 1, figsize=(5.2, 5.6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfectly calibrated")
+    edges = np.linspace(0, 1, bins + 1)
+    for p, name, colour, offset in ((raw, "network output", "#ff7f0e", -0.012), (calibrated, f"{method}-calibrated", "#1f77b4", 0.012)):
+        p = np.asarray(p, float)
+        which = np.minimum((p * bins).astype(int), bins - 1)
+        used = [b for b in range(bins) if (which == b).any()]
+        ax.plot([p[which == b].mean() for b in used], [y[which == b].mean() for b in used], "o-", color=colour,
+                label=f"{name} (ECE {expected_calibration_error(y, p, bins):.3f})")
+        ax_n.bar((edges[:-1] + edges[1:]) / 2 + offset, np.bincount(which, minlength=bins), width=0.024, color=colour)
+    ax.set(ylabel="share of mines", xlim=(0, 1), ylim=(-0.02, 1.02), title="Reliability (test split)")
+    ax.legend(fontsize=8, loc="upper left")
+    ax.grid(alpha=0.3)
+    ax_n.set(xlabel="predicted probability of mine", ylabel="patches")
+    _suptitle(fig, title)
+    return fig
+
+
 def plot_confusion_matrix(table: pd.DataFrame, title: str = "") -> Figure:
     """Test confusion matrix from a bootstrap table (counts with 95 % block-bootstrap intervals)."""
     cells = np.array([["tn", "fp"], ["fn", "tp"]])

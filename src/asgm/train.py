@@ -332,6 +332,8 @@ def train_experiment(dataset: Dataset | str | Path, output_directory: str | Path
             "test_curves.png": plots.plot_test_curves(y[test], probability[test], f1_threshold, title),
             "confusion_matrix.png": plots.plot_confusion_matrix(tables["f1"], title),
         }
+        if config.calibration != "none":
+            figures["calibration.png"] = plots.plot_reliability(y[test], raw[test], probability[test], config.calibration, title)
         for name, fig in figures.items():
             fig.savefig(tmp / "figures" / name, dpi=110, bbox_inches="tight")
             plt.close(fig)
