@@ -8,8 +8,8 @@ trains on a dataset directory and writes ``DIR/NAME/``:
 - ``threshold.json`` — thresholds chosen on the validation split only (on calibrated probabilities);
 - ``calibration.json`` — the probability calibration fitted on the validation split;
 - ``metrics.json`` — test metrics with block-bootstrap 95 % confidence intervals;
-- ``predictions.csv`` — ``patch_id, split, block, probability, label`` of every patch;
-- ``history.csv`` and ``figures/`` — learning curves, test PR/ROC curves, confusion matrix.
+- ``predictions.csv`` — ``patch_id, split, block, probability`` (calibrated), ``raw_probability, label`` of every patch;
+- ``history.csv`` and ``figures/`` — learning curves, test PR/ROC curves, confusion matrix, reliability diagram.
 
 A rerun with the same dataset and settings finds the finished directory and does nothing.
 """
@@ -32,9 +32,9 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from asgm import evaluate, plots
+from asgm.atomic import atomic_path, check_target, plain_name
 from asgm.augment import augment_batch
 from asgm.calibrate import apply_calibration, fit_calibration
-from asgm.atomic import atomic_path, check_target, plain_name
 from asgm.config import OSM_CHANNELS, TrainingConfig, load_training, training_config
 from asgm.errors import AsgmError, InputFileError
 from asgm.models import band_statistics, build_model, ensemble, normalize_patches, predict_probabilities
