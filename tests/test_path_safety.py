@@ -109,3 +109,21 @@ def test_nan_patches_and_bad_coordinates_are_refused_with_their_ids(tmp_path):
     index.to_csv(data / "index.csv", index=False)
     with pytest.raises(InputFileError, match=r"index.csv.*out-of-range lon/lat"):
         read_dataset(data)
+
+
+def test_a_self_intersecting_boundary_keeps_both_lobes(tmp_path):
+    import json
+
+    from shapely import Point
+
+    from asgm.regions import read_boundary
+
+    # a bow tie: two triangles meeting at (1, 1); buffer(0) keeps only one of them
+    ring = [[0, 0], [2, 2], [2, 0], [0, 2], [0, 0]]
+    path = tmp_path / "bowtie.geojson"
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {}, "geometry": {"type": "Polygon", "coordinates": [ring]}}]}))
+    with pytest.warns(UserWarning, match=r"(?s)bowtie.geojson.*invalid.*make_valid.*km² before.*km² after"):
+        geom = read_boundary(path)
+    assert geom.is_valid and geom.area == pytest.approx(2.0)  # both 1-degree² triangles
+    assert geom.contains(Point(0.2, 1.0)) and geom.contains(Point(1.8, 1.0))

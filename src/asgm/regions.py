@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import geopandas as gpd
 import pyogrio
+import shapely
 from affine import Affine
 from pyproj import CRS
 from shapely.geometry import MultiPolygon, Polygon, box
@@ -124,7 +126,26 @@ def read_geojson(path: str | Path, geometry_types: tuple[str, ...], what: str) -
 def read_boundary(path: str | Path) -> Polygon | MultiPolygon:
     """Read a boundary file and return its features dissolved into one (multi)polygon in EPSG:4326."""
     gdf = read_geojson(path, ("Polygon", "MultiPolygon"), "the study-area boundary polygon")
-    geom = gdf.geometry.union_all()
-    if not geom.is_valid:
-        geom = geom.buffer(0)
-    return geom
+    invalid = ~gdf.geometry.is_valid
+    if invalid.any():
+        # make_valid keeps every lobe of a self-intersecting polygon (buffer(0) can drop all but one)
+        before = _area_km2(gdf.geometry)
+        gdf.loc[invalid, "geometry"] = gdf.geometry[invalid].make_valid().apply(_polygonal_part)
+        warnings.warn(f"{path}: {int(invalid.sum())} boundary feature(s) were invalid (e.g. self-intersecting) and were repaired with "
+                      f"shapely.make_valid: {before:,.1f} km² before, {_area_km2(gdf.geometry):,.1f} km² after. Check the repaired "
+                      "outline, or fix the file (e.g. QGIS: Fix geometries).", stacklevel=2)
+    return gdf.geometry.union_all()
+
+
+def _polygonal_part(geom):
+    """The polygons of a geometry (a repaired outline can hold stray lines or points)."""
+    if geom.geom_type in ("Polygon", "MultiPolygon"):
+        return geom
+    parts = [g for g in getattr(geom, "geoms", [geom]) if g.geom_type in ("Polygon", "MultiPolygon")]
+    return shapely.union_all(parts)
+
+
+def _area_km2(geometry: gpd.GeoSeries) -> float:
+    """Area in km² in an equal-area projection (Lambert azimuthal centred on the geometry)."""
+    centre = geometry.union_all().centroid
+    return float(geometry.to_crs(f"+proj=laea +lat_0={centre.y} +lon_0={centre.x} +datum=WGS84").area.sum() / 1e6)
