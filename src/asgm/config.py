@@ -329,10 +329,24 @@ def find_root(profile: str, start: Path | None = None) -> Path:
     )
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (plain YAML keeps the last,
+    so a duplicated section would silently replace the first)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"key {key!r} appears twice in one mapping", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 def _read_mapping(path: Path, missing: str, missing_fix: str, mapping_fix: str) -> dict:
     """A YAML file that must hold a mapping; errors name the file and the fix."""
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader) or {}
     except FileNotFoundError:
         raise InputFileError(path, missing, missing_fix) from None
     except yaml.YAMLError as exc:
@@ -427,6 +441,8 @@ def _coerce(value: Any, hint: Any, setting: str, root: Path, source: Path) -> An
             if not isinstance(value, bool):
                 raise ValueError(value)
             return value
+        if hint in (int, float) and isinstance(value, bool):
+            raise ValueError(value)  # YAML's true/false would pass as 1/0
         if hint is float:
             return float(value)
         if hint is int:
@@ -483,9 +499,25 @@ def _validate(prof: Profile) -> None:
             raise ConfigError(f"patches.{name}", "must be between 0 and 1", "give a fraction", src)
     _validate_training(prof.training, src)
     _validate_experiments(prof.experiments, src)
+    if not prof.imagery.bands:
+        raise ConfigError("imagery.bands", "empty", "list the bands to read, e.g. [B2, B3, B4, B8, B11, B12]", src)
+    for setting, names in (("imagery.bands", prof.imagery.bands), ("osm.channels", prof.osm.channels)):
+        duplicated = sorted({n for n in names if names.count(n) > 1})
+        if duplicated:
+            raise ConfigError(setting, f"lists {duplicated} more than once", "give each name once", src)
+    if prof.imagery.scale <= 0:
+        raise ConfigError("imagery.scale", f"{prof.imagery.scale} is not positive", "give the raster values per unit reflectance, e.g. 10000", src)
+    if prof.sampling.min_distance_m is not None and prof.sampling.min_distance_m <= 0:
+        raise ConfigError("sampling.min_distance_m", "must be positive", "give metres, or null for the patch diagonal", src)
     sc = prof.scan
     if sc.stride < 1 or sc.tile_px < 1 or sc.workers < 1:
         raise ConfigError("scan", "stride, tile_px and workers must be at least 1", "give positive whole numbers", src)
+    for name in ("threshold", "isolated_threshold"):
+        value = getattr(sc, name)
+        if value is not None and not 0 <= value <= 1:
+            raise ConfigError(f"scan.{name}", f"{value} is not a probability", "give a value between 0 and 1, or null", src)
+    if sc.scheduler not in ("synchronous", "local") and not sc.scheduler.startswith(("tcp://", "tls://", "inproc://")):
+        raise ConfigError("scan.scheduler", f"unknown scheduler {sc.scheduler!r}", "use synchronous, local, or a dask scheduler address such as tcp://host:8786", src)
 
 
 def _validate_window(img: ImageryConfig, src: Path) -> None:
@@ -520,6 +552,11 @@ def _validate_training(t: TrainingConfig, src: Path | None) -> None:
         raise ConfigError("training.channels", f"unknown channel(s) {unknown}", f"use names from {', '.join(S2_BANDS + OSM_CHANNELS)}, or null for all", src)
     if len(t.split) != 3 or min(t.split) < 0 or abs(sum(t.split) - 1) > 1e-6 or t.split[0] == 0:
         raise ConfigError("training.split", f"invalid shares {list(t.split)}", "give [train, validation, test] shares summing to 1, e.g. [0.7, 0.15, 0.15]", src)
+    duplicated = sorted({c for c in t.channels or () if t.channels.count(c) > 1})
+    if duplicated:
+        raise ConfigError("training.channels", f"lists {duplicated} more than once", "give each channel once", src)
+    if t.min_distance_m is not None and t.min_distance_m <= 0:
+        raise ConfigError("training.min_distance_m", "must be positive", "give metres, or null for the patch diagonal", src)
     for name in ("epochs", "batch_size", "ensemble", "bootstrap"):
         if getattr(t, name) < 1:
             raise ConfigError(f"training.{name}", "must be at least 1", "give a positive whole number", src)
