@@ -127,3 +127,22 @@ def test_a_self_intersecting_boundary_keeps_both_lobes(tmp_path):
         geom = read_boundary(path)
     assert geom.is_valid and geom.area == pytest.approx(2.0)  # both 1-degree² triangles
     assert geom.contains(Point(0.2, 1.0)) and geom.contains(Point(1.8, 1.0))
+
+
+def test_a_bad_flag_is_blamed_on_the_flag_and_one_class_data_on_the_dataset(tmp_path, capsys):
+    import pandas as pd
+
+    data = write_toy_dataset(tmp_path / "toy", n=30)
+    config = tmp_path / "c.yaml"
+    config.write_text("epochs: 3\n")
+    assert train.main(["--input_directory", str(data), "--output_directory", str(tmp_path / "m"), "--experiment_name", "x",
+                       "--config", str(config), "--epochs", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "--epochs" in err and "c.yaml" not in err
+    index = pd.read_csv(data / "index.csv")
+    index["label"] = 1
+    index.to_csv(data / "index.csv", index=False)
+    assert train.main(["--input_directory", str(data), "--output_directory", str(tmp_path / "m"), "--experiment_name", "x"]) == 2
+    err = capsys.readouterr().err
+    assert "one class only" in err and "seed" not in err.split("How to fix")[0]
+    assert not (tmp_path / "m").exists()

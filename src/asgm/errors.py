@@ -23,5 +23,6 @@ class ConfigError(AsgmError):
     """A profile setting is missing or has an invalid value."""
 
     def __init__(self, setting: str, problem: str, fix: str, source: str | Path | None = None):
+        self.setting, self.problem, self.fix = setting, problem, fix
         where = f"{source} [{setting}]" if source else setting
         super().__init__(f"{where}: {problem}\n  How to fix: {fix}")

@@ -36,7 +36,7 @@ from asgm.atomic import atomic_path, check_target, plain_name
 from asgm.augment import augment_batch
 from asgm.calibrate import apply_calibration, fit_calibration
 from asgm.config import OSM_CHANNELS, TrainingConfig, load_training, training_config
-from asgm.errors import AsgmError, InputFileError
+from asgm.errors import AsgmError, ConfigError, InputFileError
 from asgm.models import band_statistics, build_model, ensemble, normalize_patches, predict_probabilities
 from asgm.patches import Dataset, read_dataset
 from asgm.sampling import min_distance_between, spatial_split
@@ -124,6 +124,10 @@ def split_dataset(dataset: Dataset, config: TrainingConfig) -> pd.DataFrame:
         Validation or test lacks mines or non-mines.
     """
     min_distance = config.min_distance_m or default_min_distance(dataset)
+    classes = sorted(set(dataset.index["label"].astype(int).tolist()))
+    if classes != [0, 1]:
+        raise InputFileError(dataset.path / "index.csv", f"every patch has label {classes[0]}: the dataset holds one class only",
+                             "add patches of the other class (mines are 1, non-mines 0); no split or seed can help")
     assigned = spatial_split(dataset.index, min_distance, tuple(config.split), config.seed)
     if config.train_negatives is not None:
         assigned["split"] = assigned["split"].where(~_excluded_negatives(dataset, config.train_negatives) | (assigned["split"] == "test"), EXCLUDED)
@@ -420,8 +424,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     overrides = {"class_weights": args.class_weights, "seed": args.seed, "architecture": args.architecture,
                  "channels": args.channels, "epochs": args.epochs, "ensemble": args.ensemble}
+    flags = {k: v for k, v in overrides.items() if v is not None}
     try:
-        config = load_training(args.config, **overrides) if args.config else training_config({k: v for k, v in overrides.items() if v is not None})
+        try:
+            training_config(flags)  # a bad flag is the flag's fault, not the file's
+        except ConfigError as exc:
+            flag = exc.setting.replace("training.", "--", 1)
+            raise ConfigError(flag, exc.problem, exc.fix.replace("training.", "--")) from None
+        config = load_training(args.config, **flags) if args.config else training_config(flags)
         model_dir = train_experiment(args.input_directory, args.output_directory, args.experiment_name, config, force=args.force)
     except AsgmError as exc:
         print(f"error: {exc}", file=sys.stderr)
