@@ -232,3 +232,23 @@ def test_windows_mostly_without_data_get_no_probability(tmp_path):
     # (1, 1) covers rows 24-71, cols 24-71: 26 x 26 empty pixels (29 %); (2, 2) starts at 48 px: none empty.
     assert np.isnan(p[0, 0]) and np.isnan(p[0, 1]) and np.isnan(p[1, 1])
     assert np.isfinite(p[2, 2]) and np.isfinite(p[0, 2]) and np.isfinite(p[2, 0])
+
+
+def test_a_raster_without_crs_or_band_names_is_refused_before_any_work(tmp_path):
+    keras.utils.set_random_seed(0)
+    directory = model_dir(tmp_path / "m", scan_cnn((48, 48, len(BANDS))), BANDS)
+    data = np.full((len(BANDS), 96, 96), 500, np.uint16)
+    plain = tmp_path / "nocrs.tif"
+    with rasterio.open(plain, "w", driver="GTiff", width=96, height=96, count=len(BANDS), dtype="uint16") as dst:
+        dst.write(data)
+    with pytest.raises(InputFileError, match="no coordinate reference system"):
+        scan.scan_region(directory, plain, tmp_path / "out", progress=False)
+    named = tmp_path / "unnamed.tif"
+    with rasterio.open(named, "w", driver="GTiff", width=96, height=96, count=len(BANDS), dtype="uint16", crs="EPSG:32620",
+                       transform=rasterio.transform.from_origin(500000, 800000, 10, 10)) as dst:
+        dst.write(data)
+    with pytest.raises(InputFileError, match="raster_bands"):
+        scan.scan_region(directory, named, tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()
+    result = scan.scan_region(directory, named, tmp_path / "out", raster_bands=BANDS, progress=False)
+    assert result.shape == (3, 3)

@@ -91,7 +91,7 @@ def window_grid(raster_transform: Affine, width: int, height: int, window: int, 
 
 def scan_region(model_dir: str | Path, raster: str | Path, out_dir: str | Path, stride: int = 24, tile_px: int = 1024,
                 osm_features: str | Path | None = None, fast: bool = True, scheduler: str = "synchronous", workers: int = 1,
-                max_nodata_fraction: float = 0.05, progress: bool = True) -> ScanResult:
+                max_nodata_fraction: float = 0.05, raster_bands: tuple[str, ...] | None = None, progress: bool = True) -> ScanResult:
     """Slide a trained model over a region raster and write ``out_dir/probability.tif``.
 
     Parameters
@@ -117,11 +117,15 @@ def scan_region(model_dir: str | Path, raster: str | Path, out_dir: str | Path, 
         processes) or a scheduler address (``tcp://host:8786``).
     max_nodata_fraction
         Windows with more no-data pixels get no probability (NaN).
+    raster_bands
+        Names of the raster's bands in file order, for rasters without band descriptions
+        (``imagery.raster_bands``).
 
     Raises
     ------
     InputFileError
-        The raster lacks a band the model needs, or OSM features are needed and missing.
+        The raster has no CRS, lacks a band the model needs (or band names), or OSM features are
+        needed and missing. Checked before any tile is scanned.
     """
     if not (Path(model_dir) / "model.keras").is_file():
         raise InputFileError(Path(model_dir) / "model.keras", "missing", "train the model first (notebook 03 or python -m asgm.train)")
@@ -134,10 +138,16 @@ def scan_region(model_dir: str | Path, raster: str | Path, out_dir: str | Path, 
                              "pass the profile's osm.gpkg (notebook 01) as osm_features, or scan with a model trained without OSM")
     raster = Path(raster)
     with rasterio.open(raster) as src:
-        names = list(src.descriptions)
+        if src.crs is None:
+            raise InputFileError(raster, "has no coordinate reference system, so detections could not be placed on a map",
+                                 "assign the CRS it was made in, e.g. gdal_edit.py -a_srs EPSG:32620 FILE")
+        names = list(raster_bands) if raster_bands else list(src.descriptions)
+        if len(names) != src.count:
+            raise InputFileError(raster, f"has {src.count} bands but {len(names)} names were given ({names})", "give one name per band in file order (imagery.raster_bands)")
         missing = [b for b in bands if b not in names]
         if missing:
-            raise InputFileError(raster, f"lacks band(s) {missing} that the model needs; it has {names}", "scan a raster with the model's bands (named band descriptions)")
+            raise InputFileError(raster, f"lacks band(s) {missing} that the model needs; it has {names}",
+                                 "scan a raster with the model's bands (named band descriptions, or name them in file order with imagery.raster_bands)")
         transform, rows, cols = window_grid(src.transform, src.width, src.height, window, stride)
         profile = {"driver": "GTiff", "width": cols, "height": rows, "count": 1, "dtype": "float32", "crs": src.crs,
                    "transform": transform, "nodata": np.nan, "tiled": True, "blockxsize": 256, "blockysize": 256, "compress": "deflate"}
