@@ -234,6 +234,7 @@ def test_windows_mostly_without_data_get_no_probability(tmp_path):
     assert np.isfinite(p[2, 2]) and np.isfinite(p[0, 2]) and np.isfinite(p[2, 0])
 
 
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
 def test_a_raster_without_crs_or_band_names_is_refused_before_any_work(tmp_path):
     keras.utils.set_random_seed(0)
     directory = model_dir(tmp_path / "m", scan_cnn((48, 48, len(BANDS))), BANDS)
