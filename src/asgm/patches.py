@@ -270,19 +270,32 @@ def read_dataset(path: str | Path, mmap: bool = True) -> Dataset:
             raise InputFileError(f, "missing from the dataset directory", "rebuild the dataset (notebook 02 / make patches) or point at a complete one")
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputFileError(meta_path, f"not valid JSON ({exc})", "rebuild the dataset or fix the JSON") from None
+    if not isinstance(meta, dict):
+        raise InputFileError(meta_path, f"holds a JSON {type(meta).__name__}, not an object", "rebuild the dataset: dataset.json is an object with channels, scale and patch_size")
     missing = [k for k in META_KEYS if k not in meta]
     if missing:
         raise InputFileError(meta_path, f"lacks key(s) {missing}", "add them: channels (list of names), scale (e.g. 10000), patch_size (pixels)")
+    if not isinstance(meta["channels"], list) or not all(isinstance(c, str) for c in meta["channels"]) or not meta["channels"]:
+        raise InputFileError(meta_path, f"channels must be a list of channel names, not {meta['channels']!r}", 'give e.g. "channels": ["B2", "B3", "B4", "B8", "B11", "B12"]')
+    if isinstance(meta["scale"], bool) or not isinstance(meta["scale"], (int, float)) or not meta["scale"] > 0:
+        raise InputFileError(meta_path, f"scale must be a positive number, not {meta['scale']!r}", "give the stored values per unit reflectance, e.g. 10000")
+    if isinstance(meta["patch_size"], bool) or not isinstance(meta["patch_size"], int) or meta["patch_size"] < 1:
+        raise InputFileError(meta_path, f"patch_size must be a positive whole number of pixels, not {meta['patch_size']!r}", "give e.g. 48")
     unknown = [c for c in meta["channels"] if c not in S2_BANDS and c not in OSM_CHANNELS]
     if unknown:
         raise InputFileError(meta_path, f"unknown channel name(s) {unknown}", f"use Sentinel-2 band names ({', '.join(S2_BANDS)}) or OSM channels ({', '.join(OSM_CHANNELS)})")
     try:
         patches = np.load(patches_path, mmap_mode="r" if mmap else None)
-    except ValueError as exc:
-        raise InputFileError(patches_path, f"not a readable .npy array ({exc})", "rebuild the dataset") from None
-    index = pd.read_csv(index_path)
+    except (ValueError, OSError, EOFError):
+        raise InputFileError(patches_path, "is not a readable .npy array of numbers (empty, truncated, or holding Python objects)", "rebuild the dataset") from None
+    if not isinstance(patches, np.ndarray) or not np.issubdtype(patches.dtype, np.number):
+        raise InputFileError(patches_path, "does not hold a numeric array", "rebuild the dataset")
+    try:
+        index = pd.read_csv(index_path)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise InputFileError(index_path, f"is not a readable CSV ({str(exc).splitlines()[0]})", "rebuild the dataset, or restore index.csv") from None
     missing_cols = [c for c in INDEX_COLUMNS if c not in index.columns]
     if missing_cols:
         raise InputFileError(index_path, f"lacks column(s) {missing_cols}", f"the index needs at least {', '.join(INDEX_COLUMNS)}")

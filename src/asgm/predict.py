@@ -77,6 +77,16 @@ class TrainedModel:
         return self.calibrate(out)
 
 
+def _read_json_object(path: Path) -> dict:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputFileError(path, f"is not valid JSON ({exc})", "retrain the model") from None
+    if not isinstance(value, dict):
+        raise InputFileError(path, f"holds a JSON {type(value).__name__}, not an object", "retrain the model")
+    return value
+
+
 def load_trained_model(model_directory: str | Path) -> TrainedModel:
     """Read a model directory written by :func:`asgm.train.train_experiment`.
 
@@ -89,12 +99,16 @@ def load_trained_model(model_directory: str | Path) -> TrainedModel:
     for name in MODEL_FILES:
         if not (path / name).is_file():
             raise InputFileError(path / name, "missing from the model directory", "train the model (python -m asgm.train …) or point at a complete model directory")
-    try:
-        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
-        thresholds = json.loads((path / "threshold.json").read_text(encoding="utf-8"))
-        calibration = json.loads((path / "calibration.json").read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise InputFileError(path, f"config.json, threshold.json or calibration.json is not valid JSON ({exc})", "retrain the model") from None
+    config, thresholds, calibration = (_read_json_object(path / name) for name in ("config.json", "threshold.json", "calibration.json"))
+    if not isinstance(config.get("channels"), list) or not isinstance(config.get("patch_size"), int):
+        raise InputFileError(path / "config.json", "lacks the model's channels (a list) or patch_size", "retrain the model: config.json is written by asgm.train")
+    if isinstance(thresholds.get("threshold"), bool) or not isinstance(thresholds.get("threshold"), (int, float)):
+        raise InputFileError(path / "threshold.json", f"threshold must be a number, not {thresholds.get('threshold')!r}", "retrain the model, or set it to a probability such as 0.5")
+    needs = {"none": (), "platt": ("slope", "intercept"), "isotonic": ("x", "y")}
+    method = calibration.get("method")
+    if method not in needs or any(k not in calibration for k in needs[method]):
+        raise InputFileError(path / "calibration.json", f"method {method!r} with keys {sorted(calibration)} is not a calibration this version reads",
+                             'retrain the model, or write {"method": "none"} to use the network\'s raw output')
     try:
         model = keras.models.load_model(path / "model.keras", compile=False)
     except (ValueError, OSError) as exc:

@@ -1,0 +1,101 @@
+"""Every file of a dataset directory and of a model directory can be missing, empty, truncated, of the
+wrong JSON type or short of a key: each case ends in an asgm error naming the file, never a raw
+traceback, and changes nothing on disk."""
+
+import json
+import shutil
+
+import pytest
+
+from asgm import predict
+from asgm.errors import AsgmError
+from asgm.patches import read_dataset
+from conftest import write_toy_dataset
+
+
+def snapshot(root):
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def truncate(path):
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+DATASET_DAMAGE = {
+    "patches.npy missing": ("patches.npy", lambda p: p.unlink()),
+    "patches.npy empty": ("patches.npy", lambda p: p.write_bytes(b"")),
+    "patches.npy truncated": ("patches.npy", truncate),
+    "patches.npy pickled": ("patches.npy", lambda p: __import__("numpy").save(p, __import__("numpy").array([{"a": 1}], dtype=object))),
+    "index.csv missing": ("index.csv", lambda p: p.unlink()),
+    "index.csv empty": ("index.csv", lambda p: p.write_text("")),
+    "index.csv truncated": ("index.csv", truncate),
+    "index.csv without label": ("index.csv", lambda p: p.write_text("patch_id,lon,lat\n" + "x,0,0\n" * 3)),
+    "dataset.json missing": ("dataset.json", lambda p: p.unlink()),
+    "dataset.json empty": ("dataset.json", lambda p: p.write_text("")),
+    "dataset.json truncated": ("dataset.json", truncate),
+    "dataset.json a list": ("dataset.json", lambda p: p.write_text("[1, 2]")),
+    "dataset.json channels not a list": ("dataset.json", lambda p: p.write_text(json.dumps({**json.loads(p.read_text()), "channels": 5}))),
+    "dataset.json scale zero": ("dataset.json", lambda p: p.write_text(json.dumps({**json.loads(p.read_text()), "scale": 0}))),
+    "dataset.json scale text": ("dataset.json", lambda p: p.write_text(json.dumps({**json.loads(p.read_text()), "scale": "ten"}))),
+    "dataset.json without patch_size": ("dataset.json", lambda p: p.write_text(json.dumps({k: v for k, v in json.loads(p.read_text()).items() if k != "patch_size"}))),
+}
+
+
+@pytest.fixture(scope="module")
+def clean_dataset(tmp_path_factory):
+    return write_toy_dataset(tmp_path_factory.mktemp("clean") / "toy", n=20)
+
+
+@pytest.mark.parametrize("case", list(DATASET_DAMAGE))
+def test_damaged_dataset_directories_get_a_clear_error(clean_dataset, tmp_path, case):
+    name, damage = DATASET_DAMAGE[case]
+    data = tmp_path / "toy"
+    shutil.copytree(clean_dataset, data)
+    damage(data / name)
+    before = snapshot(tmp_path)
+    with pytest.raises(AsgmError, match=name.replace(".", r"\.")):
+        read_dataset(data)
+    assert snapshot(tmp_path) == before
+
+
+MODEL_DAMAGE = {
+    "model.keras missing": ("model.keras", lambda p: p.unlink()),
+    "model.keras corrupt": ("model.keras", lambda p: p.write_bytes(b"not a zip")),
+    "model.keras truncated": ("model.keras", truncate),
+    "config.json empty": ("config.json", lambda p: p.write_text("")),
+    "config.json a list": ("config.json", lambda p: p.write_text("[]")),
+    "config.json without channels": ("config.json", lambda p: p.write_text(json.dumps({k: v for k, v in json.loads(p.read_text()).items() if k != "channels"}))),
+    "threshold.json truncated": ("threshold.json", truncate),
+    "threshold.json without threshold": ("threshold.json", lambda p: p.write_text("{}")),
+    "threshold.json threshold text": ("threshold.json", lambda p: p.write_text('{"threshold": "high"}')),
+    "calibration.json missing": ("calibration.json", lambda p: p.unlink()),
+    "calibration.json unknown method": ("calibration.json", lambda p: p.write_text('{"method": "magic"}')),
+    "calibration.json platt without slope": ("calibration.json", lambda p: p.write_text('{"method": "platt"}')),
+}
+
+
+@pytest.fixture(scope="module")
+def clean_model(tmp_path_factory, clean_dataset):
+    from asgm.config import TrainingConfig
+    from asgm.train import train_experiment
+
+    root = tmp_path_factory.mktemp("model")
+    data = write_toy_dataset(root / "toy", n=80)
+    config = TrainingConfig(architecture="thesis_cnn", epochs=1, batch_size=16, bootstrap=10, split=(0.6, 0.2, 0.2))
+    return train_experiment(data, root / "models", "m", config, progress=False), data
+
+
+@pytest.mark.parametrize("case", list(MODEL_DAMAGE))
+def test_damaged_model_directories_get_a_clear_error(clean_model, tmp_path, case, capsys):
+    model_dir, data = clean_model
+    name, damage = MODEL_DAMAGE[case]
+    broken = tmp_path / "m"
+    shutil.copytree(model_dir, broken)
+    damage(broken / name)
+    before = snapshot(tmp_path)
+    with pytest.raises(AsgmError, match=name.replace(".", r"\.")):
+        predict.load_trained_model(broken).predict(read_dataset(data), progress=False)
+    assert predict.main(["--model_directory", str(broken), "--input_directory", str(data), "--output", str(tmp_path / "p.csv")]) == 2
+    assert name in capsys.readouterr().err
+    assert snapshot(tmp_path) == before
