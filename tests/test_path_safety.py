@@ -146,3 +146,12 @@ def test_a_bad_flag_is_blamed_on_the_flag_and_one_class_data_on_the_dataset(tmp_
     err = capsys.readouterr().err
     assert "one class only" in err and "seed" not in err.split("How to fix")[0]
     assert not (tmp_path / "m").exists()
+
+
+def test_a_constant_dataset_is_refused_before_training(tmp_path, capsys):
+    import numpy as np
+
+    data = write_toy_dataset(tmp_path / "toy", n=40)
+    np.save(data / "patches.npy", np.zeros_like(np.load(data / "patches.npy")))
+    assert train.main(["--input_directory", str(data), "--output_directory", str(tmp_path / "m"), "--experiment_name", "x"]) == 2
+    assert "same value" in capsys.readouterr().err and not (tmp_path / "m").exists()

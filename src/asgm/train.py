@@ -259,6 +259,10 @@ def train_experiment(dataset: Dataset | str | Path, output_directory: str | Path
     x = normalize_patches(dataset.patches, dataset.channels, float(dataset.meta["scale"]), channels)
     index = dataset.index
     y = index["label"].to_numpy().astype(int)
+    if float(x[split == "train"].std()) == 0.0:
+        raise InputFileError(dataset.path / "patches.npy", f"every training patch holds the same value ({float(x.flat[0]) if x.size else 0:g}) in every pixel and "
+                             "channel: there is nothing to learn (an export that failed, or a dataset of no-data patches)",
+                             "rebuild the dataset from imagery that covers the points (notebook 02), and check a few patches in its preview")
 
     members, histories, best_epochs = [], [], []
     for m in range(config.ensemble):
