@@ -1,0 +1,135 @@
+"""Fault tests: each long step is killed (SIGKILL, no clean-up) in a subprocess at several points,
+then rerun; the previous outputs must be intact, no temporary may remain, and the result must equal
+an uninterrupted run's."""
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import rasterio
+
+from conftest import LEFT, TOP, write_raster, write_toy_dataset
+
+KILLED = -9
+
+
+def run_killed(body: str, module: str, function: str, after: int, cwd: Path) -> int:
+    """Run ``body`` in a fresh Python with ``module.function`` (``function`` may be ``Class.method``)
+    replaced by a wrapper that SIGKILLs the process on call number ``after + 1``; return the exit code."""
+    owner, _, attribute = function.rpartition(".")
+    code = textwrap.dedent(f"""
+        import functools, importlib, os, signal
+        owner = functools.reduce(getattr, {owner.split(".") if owner else []!r}, importlib.import_module({module!r}))
+        real = getattr(owner, {attribute!r})
+        calls = [0]
+        def tripwire(*args, **kwargs):
+            calls[0] += 1
+            if calls[0] > {after}:
+                os.kill(os.getpid(), signal.SIGKILL)
+            return real(*args, **kwargs)
+        setattr(owner, {attribute!r}, tripwire)
+    """) + textwrap.dedent(body)
+    return subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True).returncode
+
+
+def hidden(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob(".*"))
+
+
+TRAIN = """
+from asgm import train
+train.main(["--input_directory", "toy", "--output_directory", "models", "--experiment_name", "run", "--config", "fast.yaml"])
+"""
+
+
+@pytest.fixture(scope="module")
+def training_setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("faults")
+    write_toy_dataset(root / "toy", n=80)
+    (root / "fast.yaml").write_text("architecture: thesis_cnn\nepochs: 2\nbatch_size: 16\npatience: 2\nbootstrap: 10\nsplit: [0.6, 0.2, 0.2]\n")
+    clean = subprocess.run([sys.executable, "-c", TRAIN.replace('"models"', '"clean"')], cwd=root, capture_output=True, text=True)
+    assert clean.returncode == 0, clean.stderr
+    return root
+
+
+@pytest.mark.parametrize("module, function, after", [("asgm.train", "AugmentedBatches.__getitem__", 3),  # during the fit
+                                                     ("asgm.plots", "plot_confusion_matrix", 0)])  # while the model directory is written
+def test_training_killed_then_rerun(training_setup, tmp_path, module, function, after):
+    root = tmp_path
+    for name in ("toy", "fast.yaml"):
+        src = training_setup / name
+        (root / name).symlink_to(src, target_is_directory=src.is_dir())
+    previous = root / "models" / "earlier"
+    previous.mkdir(parents=True)
+    (previous / "config.json").write_text('{"kept": true}')
+    assert run_killed(TRAIN, module, function, after, root) == KILLED
+    assert not (root / "models" / "run").exists(), "no half-written model directory"
+    assert (previous / "config.json").read_text() == '{"kept": true}'
+    rerun = subprocess.run([sys.executable, "-c", TRAIN], cwd=root, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr
+    assert hidden(root / "models") == [], "the killed run's temporaries are gone"
+    assert (previous / "config.json").read_text() == '{"kept": true}'
+    a = pd.read_csv(root / "models" / "run" / "predictions.csv")
+    b = pd.read_csv(training_setup / "clean" / "run" / "predictions.csv")
+    assert a["split"].equals(b["split"])
+    assert np.allclose(a["probability"], b["probability"], atol=1e-5), "the rerun trains the same model"
+
+
+SCAN = """
+import keras, numpy as np
+from asgm import scan
+from asgm.models import scan_cnn
+from test_scan import model_dir, randomize, STATS, BANDS
+directory = model_dir(__import__("pathlib").Path("m"), randomize(scan_cnn((48, 48, 4), statistics=STATS)), BANDS)
+scan.scan_region(directory, "scene.tif", "{out}", stride=24, tile_px=120, progress=False)
+"""
+
+
+@pytest.mark.parametrize("after", [0, 5])
+def test_scan_killed_after_some_tiles_then_rerun(tmp_path, after):
+    rng = np.random.default_rng(1)
+    data = rng.integers(200, 3000, (4, 300, 260)).astype(np.uint16)
+    write_raster(tmp_path / "scene.tif", data, bands=("B2", "B3", "B4", "B8"))
+    tests = Path(__file__).parent
+    body = f"import sys; sys.path.insert(0, {str(tests)!r})\n"
+    clean = subprocess.run([sys.executable, "-c", body + SCAN.format(out="clean")], cwd=tmp_path, capture_output=True, text=True)
+    assert clean.returncode == 0, clean.stderr
+    assert run_killed(body + SCAN.format(out="out"), "asgm.scan", "scan_tile", after, tmp_path) == KILLED
+    assert not (tmp_path / "out" / "probability.tif").exists()
+    assert len(list((tmp_path / "out").glob("tiles-*/*.npy"))) == after
+    rerun = subprocess.run([sys.executable, "-c", body + SCAN.format(out="out")], cwd=tmp_path, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr
+    with rasterio.open(tmp_path / "out" / "probability.tif") as a, rasterio.open(tmp_path / "clean" / "probability.tif") as b:
+        assert np.array_equal(a.read(1), b.read(1), equal_nan=True), "bit-identical to an uninterrupted scan"
+    assert hidden(tmp_path / "out") == []
+
+
+BUILD = f"""
+import geopandas as gpd
+from asgm.config import S2_BANDS, PatchConfig
+from asgm.imagery.local import LocalRasterSource
+from asgm.patches import build_dataset
+pixels = [(r, c) for r in range(12, 90, 11) for c in range(12, 90, 11)]
+xy = [({LEFT} + (c + 0.5) * 10, {TOP} - (r + 0.5) * 10) for r, c in pixels]
+pts = gpd.GeoDataFrame({{"patch_id": [f"p{{i}}" for i in range(len(xy))], "label": [i % 2 for i in range(len(xy))]}},
+                       geometry=gpd.points_from_xy(*zip(*xy)), crs=32620).to_crs(4326)
+build_dataset(pts, LocalRasterSource("scene.tif", S2_BANDS), None, 16, "{{out}}", PatchConfig(sizes=(16,), chunk_size=4), progress=False)
+"""
+
+
+def test_dataset_build_killed_then_rerun(tmp_path):
+    rng = np.random.default_rng(2)
+    write_raster(tmp_path / "scene.tif", (900 + rng.normal(0, 30, (12, 100, 100))).astype(np.uint16))
+    clean = subprocess.run([sys.executable, "-c", BUILD.replace("{out}", "clean")], cwd=tmp_path, capture_output=True, text=True)
+    assert clean.returncode == 0, clean.stderr
+    assert run_killed(BUILD.replace("{out}", "ds"), "asgm.patches", "quality_check", 20, tmp_path) == KILLED
+    assert not (tmp_path / "ds").exists() and hidden(tmp_path)
+    rerun = subprocess.run([sys.executable, "-c", BUILD.replace("{out}", "ds")], cwd=tmp_path, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr
+    assert hidden(tmp_path) == []
+    for name in ("patches.npy", "index.csv"):
+        assert (tmp_path / "ds" / name).read_bytes() == (tmp_path / "clean" / name).read_bytes(), name
