@@ -27,6 +27,10 @@ import os
 import time
 from pathlib import Path
 
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np
 import pandas as pd
 
@@ -36,6 +40,7 @@ from asgm.config import AUGMENTATIONS, TrainingConfig
 from asgm.crossval import CrossValidation, cross_validate
 from asgm.models import normalize_patches, predict_probabilities
 from asgm.patches import read_dataset
+from asgm.plots import plot_cross_validation
 from asgm.predict import load_trained_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -174,9 +179,14 @@ def main() -> None:
             print(f"  {name} − {names[0]}: " + ", ".join(f"{m} {d.loc[m, 'mean']:+.3f} [{d.loc[m, 'ci_low']:+.3f}, {d.loc[m, 'ci_high']:+.3f}]"
                                                          for m in REPORTED))
     for name, cv in results.items():
+        per_fold = cv.per_fold(args.bootstrap)
         if args.evaluation == "regions":
             print(f"\nPer region, {name}:")
-            print(cv.per_fold(args.bootstrap).round(3).to_string())
+            print(per_fold.round(3).to_string())
+        located = cv.predictions.join(dataset.index.set_index("patch_id")[["lon", "lat"]], on="patch_id") if "lon" not in cv.predictions else cv.predictions
+        fig = plot_cross_validation(located, per_fold, f"{name}: {args.evaluation} on the REAL Amazon patches")
+        fig.savefig(out / f"{name.replace(' ', '_')}.png", dpi=100, bbox_inches="tight")  # not committed: real locations
+        plt.close(fig)
     goal = [(r["variant"], r["f1:roc_auc:value"] >= (0.95 if args.evaluation == "kfold" else 0.93),
              r["spec:sensitivity:value"] >= 0.90 and r["spec:specificity:value"] >= 0.95) for r in rows]
     print("\nGoal (" + ("ROC-AUC >= 0.95, sensitivity >= 0.90 at specificity >= 0.95" if args.evaluation == "kfold" else "ROC-AUC >= 0.93") + "):")

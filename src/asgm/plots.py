@@ -225,6 +225,33 @@ def plot_reliability(y: np.ndarray, raw: np.ndarray, calibrated: np.ndarray, met
     return fig
 
 
+def plot_cross_validation(predictions: pd.DataFrame, per_fold: pd.DataFrame, title: str = "") -> Figure:
+    """Where each held-out fold or region lies (points by fold, lon/lat) and how the model did on it:
+    ROC-AUC and sensitivity at the strict operating point per fold, with 95 % block-bootstrap intervals."""
+    folds = sorted(predictions["fold"].unique())
+    colours = plt.get_cmap("tab10")
+    fig, (ax_map, ax_bar) = plt.subplots(1, 2, figsize=(12, 4.6), gridspec_kw={"width_ratios": [1.3, 1]})
+    for i, fold in enumerate(folds):
+        part = predictions[predictions["fold"] == fold]
+        ax_map.scatter(part["lon"], part["lat"], s=8, color=colours(i % 10), label=f"{fold}")
+        ax_map.annotate(str(fold), (part["lon"].mean(), part["lat"].mean()), fontsize=12, weight="bold", ha="center",
+                        bbox={"boxstyle": "round", "fc": "white", "alpha": 0.8})
+    ax_map.set(xlabel="longitude", ylabel="latitude", title="held-out groups")
+    ax_map.set_aspect("equal", adjustable="datalim")
+    ax_map.grid(alpha=0.3)
+    x = np.arange(len(per_fold))
+    for offset, metric, label in ((-0.18, "roc_auc", "ROC-AUC"), (0.18, "sensitivity", "sensitivity @ strict threshold")):
+        values = per_fold[metric].to_numpy(float)
+        errors = np.vstack([values - per_fold[f"{metric}_low"].to_numpy(float), per_fold[f"{metric}_high"].to_numpy(float) - values])
+        ax_bar.bar(x + offset, values, width=0.34, yerr=errors, capsize=3, label=label)
+    ax_bar.set_xticks(x, [str(f) for f in per_fold.index])
+    ax_bar.set(xlabel="held-out fold / region", ylim=(0, 1.05), title="accuracy on each held-out group (95 % CI)")
+    ax_bar.legend(fontsize=8, loc="lower left")
+    ax_bar.grid(alpha=0.3, axis="y")
+    _suptitle(fig, title)
+    return fig
+
+
 def plot_confusion_matrix(table: pd.DataFrame, title: str = "") -> Figure:
     """Test confusion matrix from a bootstrap table (counts with 95 % block-bootstrap intervals)."""
     cells = np.array([["tn", "fp"], ["fn", "tp"]])
