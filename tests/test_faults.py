@@ -133,3 +133,28 @@ def test_dataset_build_killed_then_rerun(tmp_path):
     assert hidden(tmp_path) == []
     for name in ("patches.npy", "index.csv"):
         assert (tmp_path / "ds" / name).read_bytes() == (tmp_path / "clean" / name).read_bytes(), name
+
+
+OSM = """
+from shapely.geometry import box
+from asgm.osm import features_from_file, save_features
+save_features(features_from_file("map.osm", box(-61.86, 7.29, -61.83, 7.32)), "{out}/osm.gpkg")
+"""
+
+
+def test_osm_extraction_killed_while_writing_then_rerun(tmp_path):
+    from test_osm import OSM_XML
+
+    from asgm.osm import read_features
+
+    (tmp_path / "map.osm").write_text(OSM_XML)
+    for out in ("clean", "out"):
+        (tmp_path / out).mkdir()
+    (tmp_path / "out" / "osm.gpkg").write_text("an older extraction")  # the previous output must survive the kill
+    assert subprocess.run([sys.executable, "-c", OSM.replace("{out}", "clean")], cwd=tmp_path).returncode == 0
+    assert run_killed(OSM.replace("{out}", "out"), "geopandas", "GeoDataFrame.to_file", 0, tmp_path) == KILLED
+    assert (tmp_path / "out" / "osm.gpkg").read_text() == "an older extraction"
+    assert subprocess.run([sys.executable, "-c", OSM.replace("{out}", "out")], cwd=tmp_path).returncode == 0
+    assert hidden(tmp_path / "out") == []
+    a, b = read_features(tmp_path / "out" / "osm.gpkg"), read_features(tmp_path / "clean" / "osm.gpkg")
+    assert a.drop(columns="geometry").equals(b.drop(columns="geometry")) and a.geometry.equals(b.geometry)
