@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 
@@ -26,3 +27,16 @@ class ConfigError(AsgmError):
         self.setting, self.problem, self.fix = setting, problem, fix
         where = f"{source} [{setting}]" if source else setting
         super().__init__(f"{where}: {problem}\n  How to fix: {fix}")
+
+
+def read_json_object(path: str | Path, fix: str) -> dict:
+    """The JSON object in ``path``; an :class:`InputFileError` with ``fix`` when the file is not valid
+    JSON or holds another type (a list, a number, …)."""
+    path = Path(path)
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputFileError(path, f"is not valid JSON ({exc})", fix) from None
+    if not isinstance(value, dict):
+        raise InputFileError(path, f"holds a JSON {type(value).__name__}, not an object", fix)
+    return value

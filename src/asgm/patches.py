@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from asgm.atomic import atomic_path
 from asgm.config import OSM_CHANNELS, S2_BANDS, PatchConfig
-from asgm.errors import InputFileError
+from asgm.errors import InputFileError, read_json_object
 from asgm.imagery import ImagerySource
 from asgm.osm import OsmRasterizer
 
@@ -268,12 +268,7 @@ def read_dataset(path: str | Path, mmap: bool = True) -> Dataset:
     for f in (meta_path, index_path, patches_path):
         if not f.is_file():
             raise InputFileError(f, "missing from the dataset directory", "rebuild the dataset (notebook 02 / make patches) or point at a complete one")
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputFileError(meta_path, f"not valid JSON ({exc})", "rebuild the dataset or fix the JSON") from None
-    if not isinstance(meta, dict):
-        raise InputFileError(meta_path, f"holds a JSON {type(meta).__name__}, not an object", "rebuild the dataset: dataset.json is an object with channels, scale and patch_size")
+    meta = read_json_object(meta_path, "rebuild the dataset, or fix dataset.json: an object with channels, scale and patch_size")
     missing = [k for k in META_KEYS if k not in meta]
     if missing:
         raise InputFileError(meta_path, f"lacks key(s) {missing}", "add them: channels (list of names), scale (e.g. 10000), patch_size (pixels)")

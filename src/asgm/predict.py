@@ -8,7 +8,6 @@ The dataset must hold every channel the model was trained on, by name; extra cha
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ from tqdm.auto import tqdm
 
 from asgm.atomic import atomic_path, check_target
 from asgm.calibrate import apply_calibration
-from asgm.errors import AsgmError, InputFileError
+from asgm.errors import AsgmError, InputFileError, read_json_object
 from asgm.models import normalize_patches, predict_probabilities
 from asgm.patches import Dataset, read_dataset
 from asgm.train import MODEL_FILES
@@ -77,16 +76,6 @@ class TrainedModel:
         return self.calibrate(out)
 
 
-def _read_json_object(path: Path) -> dict:
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputFileError(path, f"is not valid JSON ({exc})", "retrain the model") from None
-    if not isinstance(value, dict):
-        raise InputFileError(path, f"holds a JSON {type(value).__name__}, not an object", "retrain the model")
-    return value
-
-
 def load_trained_model(model_directory: str | Path) -> TrainedModel:
     """Read a model directory written by :func:`asgm.train.train_experiment`.
 
@@ -99,7 +88,7 @@ def load_trained_model(model_directory: str | Path) -> TrainedModel:
     for name in MODEL_FILES:
         if not (path / name).is_file():
             raise InputFileError(path / name, "missing from the model directory", "train the model (python -m asgm.train …) or point at a complete model directory")
-    config, thresholds, calibration = (_read_json_object(path / name) for name in ("config.json", "threshold.json", "calibration.json"))
+    config, thresholds, calibration = (read_json_object(path / name, "retrain the model") for name in ("config.json", "threshold.json", "calibration.json"))
     if not isinstance(config.get("channels"), list) or not isinstance(config.get("patch_size"), int):
         raise InputFileError(path / "config.json", "lacks the model's channels (a list) or patch_size", "retrain the model: config.json is written by asgm.train")
     if isinstance(thresholds.get("threshold"), bool) or not isinstance(thresholds.get("threshold"), (int, float)):
