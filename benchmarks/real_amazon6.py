@@ -32,13 +32,14 @@ import numpy as np
 import pandas as pd
 
 from asgm import evaluate
-from asgm.calibrate import apply_calibration, expected_calibration_error, fit_calibration
+from asgm.calibrate import apply_calibration, expected_calibration_error
 from asgm.config import AUGMENTATIONS, TrainingConfig
 from asgm.crossval import CrossValidation, cross_validate
 from asgm.models import normalize_patches, predict_probabilities
 from asgm.patches import read_dataset
 from asgm.plots import plot_cross_validation
 from asgm.predict import load_trained_model
+from asgm.train import calibrate_and_choose_thresholds
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("ASGM_REFERENCE_DATA", ROOT.parent / "shared" / "data")) / "amazon-s2-6band"
@@ -65,12 +66,10 @@ def oof_from_folds(cv: CrossValidation, raw_by_fold: list[pd.DataFrame], config:
     parts = []
     for fold, frame in enumerate(raw_by_fold):
         val, test = frame[frame["split"] == "validation"], frame[frame["split"] == "test"]
-        calibration = fit_calibration(val["label"], val["raw"], config.calibration)
-        pv, pt = apply_calibration(calibration, val["raw"]), apply_calibration(calibration, test["raw"])
+        calibration, thresholds = calibrate_and_choose_thresholds(val["label"].to_numpy(), val["raw"].to_numpy(), config)
         parts.append(pd.DataFrame({"patch_id": test["patch_id"].to_numpy(), "fold": fold, "block": test["block"].to_numpy(),
-                                   "label": test["label"].to_numpy(), "probability": pt,
-                                   "threshold_f1": evaluate.f_beta_threshold(val["label"], pv)[0],
-                                   "threshold_spec": evaluate.specificity_threshold(val["label"], pv, config.min_specificity)}))
+                                   "label": test["label"].to_numpy(), "probability": apply_calibration(calibration, test["raw"]),
+                                   "threshold_f1": thresholds["threshold"], "threshold_spec": thresholds["specificity"]["threshold"]}))
     return CrossValidation(cv.scheme, pd.concat(parts, ignore_index=True), cv.folds)
 
 

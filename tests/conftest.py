@@ -86,3 +86,8 @@ def write_toy_dataset(path: Path, n: int = 96, size: int = 16, channels=("B2", "
 @pytest.fixture
 def toy_dataset(tmp_path) -> Path:
     return write_toy_dataset(tmp_path / "toy")
+
+
+def snapshot(root: Path) -> dict:
+    """Every file (its bytes) and directory (None) under ``root``: equal snapshots mean nothing changed."""
+    return {str(p.relative_to(root)): (p.read_bytes() if p.is_file() else None) for p in sorted(root.rglob("*"))}

@@ -10,11 +10,7 @@ import pytest
 from asgm import predict
 from asgm.errors import AsgmError
 from asgm.patches import read_dataset
-from conftest import write_toy_dataset
-
-
-def snapshot(root):
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+from conftest import snapshot, write_toy_dataset
 
 
 def truncate(path):

@@ -11,11 +11,7 @@ from asgm import predict, train
 from asgm.atomic import atomic_path, plain_name
 from asgm.config import load_profile
 from asgm.errors import AsgmError
-from conftest import write_toy_dataset
-
-
-def snapshot(root):
-    return {str(p.relative_to(root)): (p.read_bytes() if p.is_file() else None) for p in sorted(root.rglob("*"))}
+from conftest import snapshot, write_toy_dataset
 
 
 @pytest.mark.parametrize("name", ["", ".", "..", "../elsewhere", "a/b", ".hidden", "a\\b"])

@@ -29,7 +29,7 @@ from asgm.config import TrainingConfig
 from asgm.errors import AsgmError
 from asgm.patches import Dataset, read_dataset
 from asgm.sampling import spatial_folds, spatial_regions, spatial_split
-from asgm.train import default_min_distance, read_metrics, train_experiment
+from asgm.train import default_min_distance, is_up_to_date, read_metrics, train_experiment
 
 SCHEMES = ("kfold", "regions")
 
@@ -97,7 +97,7 @@ class CrossValidation:
     #: One row per patch: ``patch_id, fold, block, label, probability`` and the fold's validation
     #: thresholds ``threshold_f1`` and ``threshold_spec`` (plus ``category`` when the index has one).
     predictions: pd.DataFrame
-    #: One row per fold: ``fold, model_dir, seconds`` (training time; 0 when cached), patches, mines.
+    #: One row per fold: ``fold, model_dir, seconds`` (training time; 0 when reused), patches, mines.
     folds: pd.DataFrame
 
     def metrics(self, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
@@ -155,9 +155,10 @@ def cross_validate(dataset: Dataset | str | Path, output_directory: str | Path, 
     out = Path(output_directory)
     parts, folds = [], []
     for fold in tqdm(range(k), desc=f"{scheme} cross-validation", unit="fold", disable=not progress):
+        reused = is_up_to_date(dataset, out / f"fold{fold}", config, splits[fold])
         start = time.perf_counter()
         model_dir = train_experiment(dataset, out, f"fold{fold}", config, progress=progress, split=splits[fold])
-        seconds = time.perf_counter() - start
+        seconds = 0.0 if reused else round(time.perf_counter() - start, 1)
         metrics = read_metrics(model_dir)
         pred = pd.read_csv(model_dir / "predictions.csv")
         test = pred[pred["split"] == "test"]
@@ -165,7 +166,7 @@ def cross_validate(dataset: Dataset | str | Path, output_directory: str | Path, 
                              "label": test["label"].to_numpy(), "probability": test["probability"].to_numpy(),
                              "threshold_f1": metrics["test"]["threshold"], "threshold_spec": metrics["test_at_specificity"]["threshold"]})
         parts.append(part)
-        folds.append({"fold": fold, "model_dir": str(model_dir), "seconds": round(seconds, 1) if seconds > 5 else 0.0,
+        folds.append({"fold": fold, "model_dir": str(model_dir), "seconds": seconds,
                       "train_patches": metrics["patches"]["train"], "validation_patches": metrics["patches"]["validation"],
                       "test_patches": metrics["patches"]["test"], "test_mines": metrics["mines"]["test"]})
     predictions = pd.concat(parts, ignore_index=True)

@@ -275,9 +275,7 @@ def spatial_folds(index: pd.DataFrame, k: int, min_distance_m: float, seed: int 
     AsgmError
         ``k`` < 2 or more folds than spatial blocks.
     """
-    blocks = spatial_blocks(index["lon"].to_numpy(), index["lat"].to_numpy(), min_distance_m)
-    if k < 2 or k > blocks.max() + 1:
-        raise AsgmError(f"{k} folds for {blocks.max() + 1} spatial blocks: give at least 2 folds and at most one per block")
+    blocks = _blocks_for_groups(index, k, min_distance_m, "folds")
     return pd.DataFrame({"fold": _balanced_groups(blocks, index["label"].to_numpy().astype(int), np.full(k, 1 / k), seed),
                          "block": blocks}, index=index.index)
 
@@ -298,9 +296,7 @@ def spatial_regions(index: pd.DataFrame, n_regions: int, min_distance_m: float, 
     from sklearn.cluster import KMeans
 
     lon, lat = index["lon"].to_numpy(float), index["lat"].to_numpy(float)
-    blocks = spatial_blocks(lon, lat, min_distance_m)
-    if n_regions < 2 or n_regions > blocks.max() + 1:
-        raise AsgmError(f"{n_regions} regions for {blocks.max() + 1} spatial blocks: give at least 2 regions and at most one per block")
+    blocks = _blocks_for_groups(index, n_regions, min_distance_m, "regions")
     xyz = _earth_xyz(lon, lat)
     labels = KMeans(n_regions, n_init=10, random_state=seed).fit_predict(xyz / EARTH_RADIUS_M)
     # each block to its majority region
@@ -313,6 +309,14 @@ def spatial_regions(index: pd.DataFrame, n_regions: int, min_distance_m: float, 
     centres = centres.rename(index=order).sort_index()
     return pd.DataFrame({"region": region, "block": blocks, "region_lon": centres["lon"].to_numpy()[region],
                          "region_lat": centres["lat"].to_numpy()[region]}, index=index.index)
+
+
+def _blocks_for_groups(index: pd.DataFrame, groups: int, min_distance_m: float, what: str) -> np.ndarray:
+    """Spatial blocks of ``index``'s points, checked to allow ``groups`` groups of whole blocks."""
+    blocks = spatial_blocks(index["lon"].to_numpy(float), index["lat"].to_numpy(float), min_distance_m)
+    if groups < 2 or groups > blocks.max() + 1:
+        raise AsgmError(f"{groups} {what} for {blocks.max() + 1} spatial blocks: give at least 2 {what} and at most one per block")
+    return blocks
 
 
 def _balanced_groups(blocks: np.ndarray, labels: np.ndarray, shares: np.ndarray, seed: int) -> np.ndarray:

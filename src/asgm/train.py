@@ -131,14 +131,20 @@ def split_dataset(dataset: Dataset, config: TrainingConfig) -> pd.DataFrame:
     assigned = spatial_split(dataset.index, min_distance, tuple(config.split), config.seed)
     if config.train_negatives is not None:
         assigned["split"] = assigned["split"].where(~_excluded_negatives(dataset, config.train_negatives) | (assigned["split"] == "test"), EXCLUDED)
-    for part in ("validation", "test"):
-        labels = set(dataset.index.loc[assigned["split"] == part, "label"].astype(int).tolist())
-        if labels != {0, 1}:
-            raise AsgmError(f"{dataset.path}: the {part} split holds label(s) {sorted(labels)} only ({(assigned['split'] == part).sum()} patches): "
-                            f"points closer than {min_distance:.0f} m form {assigned['block'].nunique()} spatial block(s) for {len(assigned)} patches. "
-                            "The split needs mines and non-mines in validation and test. Use a larger or more spread-out set of points, "
-                            "larger validation/test shares (training.split), or another training.seed.")
+    _require_both_classes(dataset, assigned["split"],
+                          f"points closer than {min_distance:.0f} m form {assigned['block'].nunique()} spatial block(s) for {len(assigned)} patches. "
+                          "The split needs mines and non-mines in validation and test. Use a larger or more spread-out set of points, "
+                          "larger validation/test shares (training.split), or another training.seed.")
     return assigned
+
+
+def _require_both_classes(dataset: Dataset, split: pd.Series, explanation: str) -> None:
+    """Raise unless the validation and test parts of ``split`` each hold mines and non-mines."""
+    for part in ("validation", "test"):
+        rows = split.to_numpy() == part
+        labels = set(dataset.index.loc[rows, "label"].astype(int).tolist())
+        if labels != {0, 1}:
+            raise AsgmError(f"{dataset.path}: the {part} split holds label(s) {sorted(labels)} only ({rows.sum()} patches): {explanation}")
 
 
 def _excluded_negatives(dataset: Dataset, keep: tuple[str, ...]) -> pd.Series:
@@ -276,24 +282,15 @@ def train_experiment(dataset: Dataset | str | Path, output_directory: str | Path
     raw = predict_probabilities(model, x, tta=config.tta)
 
     val, test = split == "validation", split == "test"
-    calibration = fit_calibration(y[val], raw[val], config.calibration)
+    calibration, thresholds = calibrate_and_choose_thresholds(y[val], raw[val], config)
     probability = apply_calibration(calibration, raw)
-    f1_threshold, f1_val = evaluate.f_beta_threshold(y[val], probability[val], 1.0)
-    f05_threshold, f05_val = evaluate.f_beta_threshold(y[val], probability[val], 0.5)
-    strict_threshold = evaluate.specificity_threshold(y[val], probability[val], config.min_specificity)
+    f1_threshold, strict_threshold = thresholds["threshold"], thresholds["specificity"]["threshold"]
     blocks = assigned["block"].to_numpy()
     tables = {
         "f1": evaluate.block_bootstrap(y[test], probability[test], blocks[test], f1_threshold, config.bootstrap, config.seed),
         "specificity": evaluate.block_bootstrap(y[test], probability[test], blocks[test], strict_threshold, config.bootstrap, config.seed),
     }
     synthetic = bool(dataset.meta.get("synthetic", False))
-    thresholds = {
-        "threshold": f1_threshold,
-        "chosen_by": "maximum F1 on the validation split" + (f" ({config.calibration}-calibrated probabilities)" if config.calibration != "none" else ""),
-        "f1": {"threshold": f1_threshold, "validation_f1": f1_val},
-        "f0_5": {"threshold": f05_threshold, "validation_f0_5": f05_val},
-        "specificity": {"threshold": strict_threshold, "min_specificity": config.min_specificity},
-    }
     metrics = {
         "synthetic": synthetic,
         "dataset": str(dataset.path),
@@ -348,15 +345,30 @@ def train_experiment(dataset: Dataset | str | Path, output_directory: str | Path
     return model_dir
 
 
+def calibrate_and_choose_thresholds(y_val: np.ndarray, raw_val: np.ndarray, config: TrainingConfig) -> tuple[dict, dict]:
+    """The calibration fitted on the validation labels and raw outputs (``calibration.json``) and the
+    thresholds chosen on the calibrated validation probabilities (``threshold.json``: maximum F1 —
+    the model's —, maximum F0.5, and the most sensitive with specificity ≥ ``min_specificity``)."""
+    calibration = fit_calibration(y_val, raw_val, config.calibration)
+    p = apply_calibration(calibration, raw_val)
+    f1_threshold, f1_val = evaluate.f_beta_threshold(y_val, p, 1.0)
+    f05_threshold, f05_val = evaluate.f_beta_threshold(y_val, p, 0.5)
+    strict_threshold = evaluate.specificity_threshold(y_val, p, config.min_specificity)
+    return calibration, {
+        "threshold": f1_threshold,
+        "chosen_by": "maximum F1 on the validation split" + (f" ({config.calibration}-calibrated probabilities)" if config.calibration != "none" else ""),
+        "f1": {"threshold": f1_threshold, "validation_f1": f1_val},
+        "f0_5": {"threshold": f05_threshold, "validation_f0_5": f05_val},
+        "specificity": {"threshold": strict_threshold, "min_specificity": config.min_specificity},
+    }
+
+
 def _checked_split(dataset: Dataset, split: pd.DataFrame) -> pd.DataFrame:
     """A split given by the caller, checked like :func:`split_dataset`'s."""
     if len(split) != len(dataset.index) or not {"split", "block"} <= set(split.columns):
         raise AsgmError(f"the given split has {len(split)} rows and columns {list(split.columns)}; it needs split and block for each of "
                         f"the {len(dataset.index)} patches of {dataset.path}")
-    for part in ("validation", "test"):
-        labels = set(dataset.index.loc[split["split"].to_numpy() == part, "label"].astype(int).tolist())
-        if labels != {0, 1}:
-            raise AsgmError(f"{dataset.path}: the {part} part of the given split holds label(s) {sorted(labels)} only; it needs mines and non-mines")
+    _require_both_classes(dataset, split["split"], "the given split needs mines and non-mines in validation and test")
     return split
 
 
