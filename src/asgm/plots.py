@@ -47,7 +47,7 @@ def rgb_bands(patches: np.ndarray, channels: list[str]) -> np.ndarray:
     return np.repeat(patches[..., :1].astype(np.float32), 3, axis=-1)
 
 
-def _rgb_preview(raster: str | Path, max_pixels: int, crs=None):
+def rgb_preview(raster: str | Path, max_pixels: int, crs=None):
     """True colour (B4, B3, B2) of a raster, decimated to at most ``max_pixels`` a side, optionally
     warped to ``crs``; returns (rgb 0–1, (left, bottom, right, top), its CRS)."""
     from rasterio.vrt import WarpedVRT
@@ -63,7 +63,7 @@ def _rgb_preview(raster: str | Path, max_pixels: int, crs=None):
 
 def plot_region_overview(raster: str | Path, layers: dict[str, gpd.GeoDataFrame], title: str, synthetic: bool = False, max_pixels: int = 1500) -> Figure:
     """True-colour view of a region raster with vector layers (name -> GeoDataFrame) drawn on top."""
-    rgb, (left, bottom, right, top), crs = _rgb_preview(raster, max_pixels)
+    rgb, (left, bottom, right, top), crs = rgb_preview(raster, max_pixels)
     fig, ax = plt.subplots(figsize=(9, 9))
     ax.imshow(rgb, extent=(left, right, bottom, top))
     styles = iter([dict(facecolor="none", edgecolor="#ff2d2d", linewidth=1.2), dict(color="#ffd700", markersize=14, marker="^"),
@@ -512,7 +512,7 @@ def plot_category_breakdown(table: pd.DataFrame, title: str = "") -> Figure:
 def plot_scan(raster: str | Path, probability: str | Path, found: gpd.GeoDataFrame, truth: gpd.GeoDataFrame | None = None,
               threshold: float | None = None, title: str = "Region scan", synthetic: bool = False, max_pixels: int = 1500) -> Figure:
     """Two panels: the probability raster, and true colour with detections (and ground truth)."""
-    rgb, (left, bottom, right, top), _ = _rgb_preview(raster, max_pixels)
+    rgb, (left, bottom, right, top), _ = rgb_preview(raster, max_pixels)
     with rasterio.open(probability) as src:
         p = src.read(1)
         p_extent = (src.bounds.left, src.bounds.right, src.bounds.bottom, src.bounds.top)
@@ -538,42 +538,3 @@ def plot_scan(raster: str | Path, probability: str | Path, found: gpd.GeoDataFra
     axes[0].set_ylabel("northing (m)")
     fig.suptitle(title + (f"\n{SYNTHETIC_LABEL}" if synthetic else ""))
     return fig
-
-
-def scan_map(raster: str | Path, probability: str | Path, found: gpd.GeoDataFrame, features: gpd.GeoDataFrame | None = None,
-             truth: gpd.GeoDataFrame | None = None, path: str | Path | None = None, synthetic: bool = False, max_pixels: int = 1200):
-    """An interactive folium map: true colour, probability raster, detections, ground truth and OSM
-    channels as layers that can be toggled; saved as a self-contained HTML file when ``path`` is given."""
-    import folium
-    from matplotlib import colormaps
-
-    rgb, (left, bottom, right, top), _ = _rgb_preview(raster, max_pixels, crs="EPSG:4326")
-    fmap = folium.Map(location=[(bottom + top) / 2, (left + right) / 2], tiles="OpenStreetMap", control_scale=True)
-    fmap.fit_bounds([[bottom, left], [top, right]])
-    folium.raster_layers.ImageOverlay(rgb, bounds=[[bottom, left], [top, right]], name="Sentinel-2 true colour").add_to(fmap)
-    from rasterio.vrt import WarpedVRT
-
-    with rasterio.open(probability) as src, WarpedVRT(src, crs="EPSG:4326", resampling=rasterio.enums.Resampling.nearest) as view:
-        p = view.read(1)
-        pb = view.bounds
-    colours = colormaps["magma"](np.nan_to_num(p, nan=0.0))
-    colours[..., 3] = np.where(np.isfinite(p), 0.15 + 0.75 * np.nan_to_num(p), 0.0)
-    folium.raster_layers.ImageOverlay(colours, bounds=[[pb.bottom, pb.left], [pb.top, pb.right]], name="probability of mine", show=False).add_to(fmap)
-    if features is not None and len(features):
-        for key in OSM_CHANNELS:
-            sub = features[features[key].notna()] if key in features else features.iloc[:0]
-            if len(sub):
-                folium.GeoJson(sub[[key, "geometry"]].to_crs(4326), name=f"OSM {key}", show=False,
-                               style_function=lambda _, c=OSM_COLOURS[key]: {"color": c, "weight": 1.5, "fillOpacity": 0.2}).add_to(fmap)
-    if truth is not None and len(truth):
-        folium.GeoJson(truth[["geometry"]].to_crs(4326), name="ground truth", style_function=lambda _: {"color": "#00e5ff", "weight": 2, "fillOpacity": 0}).add_to(fmap)
-    if len(found):
-        folium.GeoJson(found.to_crs(4326), name="detections", style_function=lambda _: {"color": "#ff2d2d", "weight": 2, "fillOpacity": 0.1},
-                       tooltip=folium.GeoJsonTooltip(fields=["mean_confidence", "max_confidence", "area_ha", "windows"])).add_to(fmap)
-    if synthetic:
-        fmap.get_root().html.add_child(folium.Element(f'<div style="position:fixed;top:10px;left:60px;z-index:9999;background:white;padding:4px 8px;font:bold 14px sans-serif">{SYNTHETIC_LABEL}</div>'))
-    folium.LayerControl(collapsed=False).add_to(fmap)
-    if path is not None:
-        with atomic_path(path) as tmp:
-            fmap.save(str(tmp))
-    return fmap
