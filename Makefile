@@ -15,7 +15,7 @@ else
 REPORTS := reports/$(PROFILE)
 endif
 SRC := $(shell find src/asgm -name '*.py')
-PAPERMILL := $(PY) -m papermill --kernel asgm --cwd notebooks --no-progress-bar -f $(CONFIG)
+PAPERMILL := $(PY) -m asgm.notebooks --kernel asgm --cwd notebooks -f $(CONFIG)
 
 .PHONY: setup all osm patches train analysis scan test html clean
 

@@ -34,6 +34,8 @@ CASES = [
     ("training.channels", lambda r: r["training"].update(channels=["B2", "B2"])),
     ("scan.threshold", lambda r: r["scan"].update(threshold=2.0)),
     ("scan.scheduler", lambda r: r["scan"].update(scheduler="threads")),
+    ("experiments.scheduler", lambda r: r["experiments"].update(scheduler="processes")),
+    ("experiments", lambda r: r["experiments"].update(workers=0)),
     ("training.augment", lambda r: r["training"].update(augment=["dihedral", "cutmix"])),
     ("training.calibration", lambda r: r["training"].update(calibration="temperature")),
 ]

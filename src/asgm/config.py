@@ -213,6 +213,10 @@ class ExperimentsConfig:
     epochs: int | None = None
     #: Replicates of the block bootstrap behind the grid's intervals.
     bootstrap: int = 1000
+    #: Where the runs train, as ``scan.scheduler``: ``synchronous`` (in the notebook's process),
+    #: ``local`` (a dask LocalCluster of ``workers`` processes sharing the cores) or ``tcp://host:8786``.
+    scheduler: str = "synchronous"
+    workers: int = 1
 
 
 @dataclass(frozen=True)
@@ -516,8 +520,12 @@ def _validate(prof: Profile) -> None:
         value = getattr(sc, name)
         if value is not None and not 0 <= value <= 1:
             raise ConfigError(f"scan.{name}", f"{value} is not a probability", "give a value between 0 and 1, or null", src)
-    if sc.scheduler not in ("synchronous", "local") and not sc.scheduler.startswith(("tcp://", "tls://", "inproc://")):
-        raise ConfigError("scan.scheduler", f"unknown scheduler {sc.scheduler!r}", "use synchronous, local, or a dask scheduler address such as tcp://host:8786", src)
+    _validate_scheduler("scan", sc.scheduler, src)
+
+
+def _validate_scheduler(section: str, scheduler: str, src: Path) -> None:
+    if scheduler not in ("synchronous", "local") and not scheduler.startswith(("tcp://", "tls://", "inproc://")):
+        raise ConfigError(f"{section}.scheduler", f"unknown scheduler {scheduler!r}", "use synchronous, local, or a dask scheduler address such as tcp://host:8786", src)
 
 
 def _validate_window(img: ImageryConfig, src: Path) -> None:
@@ -542,8 +550,9 @@ def _validate_experiments(e: ExperimentsConfig, src: Path) -> None:
         raise ConfigError("experiments.groups", f"unknown group(s) {unknown}", f"use names from {', '.join(EXPERIMENT_GROUPS)}", src)
     if not e.seeds:
         raise ConfigError("experiments.seeds", "empty", "give at least one seed, e.g. [0, 1, 2]", src)
-    if (e.epochs is not None and e.epochs < 1) or e.bootstrap < 1:
-        raise ConfigError("experiments", "epochs and bootstrap must be at least 1", "give positive whole numbers", src)
+    if (e.epochs is not None and e.epochs < 1) or e.bootstrap < 1 or e.workers < 1:
+        raise ConfigError("experiments", "epochs, bootstrap and workers must be at least 1", "give positive whole numbers", src)
+    _validate_scheduler("experiments", e.scheduler, src)
 
 
 def _validate_training(t: TrainingConfig, src: Path | None) -> None:

@@ -21,13 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-from tqdm.auto import tqdm
 
 from asgm import evaluate
 from asgm.atomic import atomic_path
 from asgm.config import TrainingConfig
 from asgm.errors import AsgmError
 from asgm.patches import Dataset, read_dataset
+from asgm.progress import progress_bar
 from asgm.sampling import spatial_folds, spatial_regions, spatial_split
 from asgm.train import default_min_distance, is_up_to_date, read_metrics, train_experiment
 
@@ -154,7 +154,7 @@ def cross_validate(dataset: Dataset | str | Path, output_directory: str | Path, 
     groups, splits = fold_splits(dataset, scheme, k, config, seed)
     out = Path(output_directory)
     parts, folds = [], []
-    for fold in tqdm(range(k), desc=f"{scheme} cross-validation", unit="fold", disable=not progress):
+    for fold in progress_bar(range(k), desc=f"{scheme} cross-validation", unit="fold", disable=not progress):
         reused = is_up_to_date(dataset, out / f"fold{fold}", config, splits[fold])
         start = time.perf_counter()
         model_dir = train_experiment(dataset, out, f"fold{fold}", config, progress=progress, split=splits[fold])

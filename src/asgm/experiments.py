@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-from tqdm.auto import tqdm
 
+from asgm.cluster import run_tasks
 from asgm.config import Profile, TrainingConfig
 from asgm.errors import AsgmError
 from asgm.evaluate import GRID_METRICS, RunPredictions, paired_difference, read_run, seed_mean_intervals
@@ -85,7 +85,8 @@ def experiment_grid(profile: Profile) -> list[Experiment]:
 
 
 def run_grid(experiments: list[Experiment], datasets: dict[int, Dataset | str | Path], base: TrainingConfig, seeds: tuple[int, ...],
-             output_directory: str | Path, epochs: int | None = None, progress: bool = True) -> pd.DataFrame:
+             output_directory: str | Path, epochs: int | None = None, progress: bool = True, scheduler: str = "synchronous",
+             workers: int = 1) -> pd.DataFrame:
     """Train every experiment once per seed, skipping runs whose model directory is up to date.
 
     Parameters
@@ -104,6 +105,10 @@ def run_grid(experiments: list[Experiment], datasets: dict[int, Dataset | str | 
         Maximum epochs (default: ``base.epochs``).
     progress
         Show progress bars.
+    scheduler, workers
+        Where the runs train (they are independent): ``synchronous`` (one after another in this
+        process), ``local`` (a dask LocalCluster of ``workers`` processes, each with its share of
+        the cores) or a dask scheduler address; see :mod:`asgm.cluster`.
 
     Returns
     -------
@@ -112,30 +117,39 @@ def run_grid(experiments: list[Experiment], datasets: dict[int, Dataset | str | 
         ``cached`` or ``skipped``) and ``reason`` (why a run was skipped: a split that cannot hold
         mines and non-mines in validation and test, a missing dataset, …).
     """
-    import keras
-
     read = {size: d if isinstance(d, Dataset) else read_dataset(d) for size, d in datasets.items()}
-    rows = []
-    bar = tqdm(total=len(experiments) * len(seeds), desc="experiment grid", unit="run", disable=not progress)
+    rows, tasks = [], []
     for exp in experiments:
         for seed in seeds:
             config = exp.training(base, seed, epochs)
             row = {"experiment": exp.name, "group": exp.group, "reference": exp.reference, "seed": seed,
                    "model_dir": Path(output_directory) / exp.name / f"seed{seed}", "status": "cached", "reason": ""}
-            bar.set_postfix_str(f"{exp.name} seed {seed}")
             if exp.patch_size not in read:
                 row |= {"status": "skipped", "reason": f"no {exp.patch_size} px dataset (add {exp.patch_size} to patches.sizes and rebuild)"}
             elif not is_up_to_date(read[exp.patch_size], row["model_dir"], config):
-                try:
-                    train_experiment(read[exp.patch_size], Path(output_directory) / exp.name, f"seed{seed}", config, progress=progress)
-                    row["status"] = "trained"
-                except AsgmError as exc:
-                    row |= {"status": "skipped", "reason": str(exc)}
-                keras.backend.clear_session()  # keeps memory flat over many runs
+                # a worker process reads the dataset itself rather than receiving its arrays
+                dataset = read[exp.patch_size] if scheduler == "synchronous" else read[exp.patch_size].path
+                tasks.append((len(rows), (dataset, Path(output_directory) / exp.name, f"seed{seed}", config)))
             rows.append(row)
-            bar.update(1)
-    bar.close()
+    outcomes = run_tasks(_train_run, [task for _, task in tasks], scheduler, workers, progress, desc="experiment grid", unit="run",
+                         describe=lambda task: f"{task[1].name} {task[2]}")
+    for i, error in outcomes:
+        rows[tasks[i][0]] |= {"status": "skipped", "reason": error} if error else {"status": "trained"}
     return pd.DataFrame(rows)
+
+
+def _train_run(task: tuple) -> str:
+    """Train one run of the grid; the error message if it cannot be trained (else empty)."""
+    import keras
+
+    dataset, output_directory, name, config = task
+    try:
+        train_experiment(dataset, output_directory, name, config, progress=False)
+    except AsgmError as exc:
+        return str(exc)
+    finally:
+        keras.backend.clear_session()  # keeps memory flat over many runs in one process
+    return ""
 
 
 def collect_runs(runs: pd.DataFrame, key: str = "test") -> dict[str, dict[int, RunPredictions]]:

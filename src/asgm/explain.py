@@ -13,12 +13,12 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 from sklearn.metrics import average_precision_score, roc_auc_score
-from tqdm.auto import tqdm
 
 from asgm.config import OSM_CHANNELS, S2_BANDS
 from asgm.errors import AsgmError
 from asgm.evaluate import block_weights
 from asgm.models import predict_probabilities
+from asgm.progress import progress_bar
 
 #: Spectral groups of Sentinel-2 bands, for channel-group importance on band-only models.
 SPECTRAL_GROUPS = {
@@ -122,7 +122,7 @@ def occlusion_sensitivity(model: keras.Model, x: np.ndarray, fill: np.ndarray, w
     starts = [(r, c) for r in range(0, h - window + 1, stride) for c in range(0, w - window + 1, stride)]
     base = predict_probabilities(model, x, batch_size)
     out = np.zeros((n, h, w), np.float32)
-    for i in tqdm(range(n), desc="occlusion", unit="patch", disable=not progress):
+    for i in progress_bar(range(n), desc="occlusion", unit="patch", disable=not progress):
         occluded = np.repeat(np.asarray(x[i:i + 1], np.float32), len(starts), axis=0)
         for k, (r, c) in enumerate(starts):
             occluded[k, r:r + window, c:c + window] = fill
@@ -182,7 +182,7 @@ def permutation_importance(model: keras.Model, x: np.ndarray, y: np.ndarray, blo
     rng = np.random.default_rng(seed)
     base = predict_probabilities(model, x)
     rows = {}
-    for name, idx in tqdm(groups.items(), desc="channel groups", unit="group", disable=not progress):
+    for name, idx in progress_bar(groups.items(), desc="channel groups", unit="group", disable=not progress):
         shuffled = []
         for _ in range(n_repeats):
             xp = np.array(x, np.float32, copy=True)

@@ -17,13 +17,13 @@ from pathlib import Path
 import geopandas as gpd
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from asgm.atomic import atomic_path
 from asgm.config import OSM_CHANNELS, S2_BANDS, PatchConfig
 from asgm.errors import InputFileError, read_json_object
 from asgm.imagery import ImagerySource
 from asgm.osm import OsmRasterizer
+from asgm.progress import progress_bar
 
 INDEX_COLUMNS = ("patch_id", "lon", "lat", "label")
 META_KEYS = ("channels", "scale", "patch_size")
@@ -171,7 +171,7 @@ def build_dataset(
         tmp.mkdir()
         buffer = np.lib.format.open_memmap(tmp / "all.npy", mode="w+", dtype=dtype, shape=(n, patch_size, patch_size, len(channels)))
         kept = 0
-        bar = tqdm(total=n, desc=f"{patch_size}px patches", unit="patch", disable=not progress)
+        bar = progress_bar(total=n, desc=f"{patch_size}px patches", unit="patch", disable=not progress)
         for start in range(0, n, qc.chunk_size):
             chunk = points.iloc[start : start + qc.chunk_size]
             batch = source.read_patches(chunk, patch_size)

@@ -15,13 +15,13 @@ from pathlib import Path
 import keras
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from asgm.atomic import atomic_path, check_target
 from asgm.calibrate import apply_calibration
 from asgm.errors import AsgmError, InputFileError, read_json_object
 from asgm.models import normalize_patches, predict_probabilities
 from asgm.patches import Dataset, read_dataset
+from asgm.progress import progress_bar
 from asgm.train import MODEL_FILES
 
 
@@ -70,7 +70,7 @@ class TrainedModel:
         self.check_dataset(dataset)
         scale = float(dataset.meta["scale"])
         out = np.empty(len(dataset), dtype=np.float32)
-        for start in tqdm(range(0, len(dataset), batch_size), desc="predict", unit="batch", disable=not progress):
+        for start in progress_bar(range(0, len(dataset), batch_size), desc="predict", unit="batch", disable=not progress):
             x = normalize_patches(dataset.patches[start:start + batch_size], dataset.channels, scale, self.channels)
             out[start:start + len(x)] = predict_probabilities(self.model, x, batch_size, tta=bool(self.config.get("tta", False)))
         return self.calibrate(out)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import math
 import shutil
 from dataclasses import dataclass
@@ -34,9 +33,9 @@ import shapely
 from affine import Affine
 from rasterio.windows import Window
 from scipy.spatial import cKDTree
-from tqdm.auto import tqdm
 
 from asgm.atomic import atomic_path, write_array
+from asgm.cluster import run_tasks
 from asgm.config import OSM_CHANNELS, S2_BANDS
 from asgm.errors import AsgmError, InputFileError
 from asgm.regions import WGS84, PatchGrid
@@ -172,7 +171,8 @@ def scan_region(model_dir: str | Path, raster: str | Path, out_dir: str | Path, 
                       scale, float(nodata), r, c, min(tile_windows, rows - r), min(tile_windows, cols - c), stride, window, fast,
                       max_nodata_fraction, str(parts / f"tile_{r:06d}_{c:06d}.npy")) for r, c in tiles]
     todo = [s for s in specs if not Path(s.part).is_file()]
-    _run(todo, scheduler, workers, progress)
+    for _ in run_tasks(scan_tile, todo, scheduler, workers, progress, desc="scan tiles", unit="tile"):
+        pass
     with atomic_path(probability) as tmp, rasterio.open(tmp, "w", **profile) as dst:
         for s in specs:
             dst.write(np.load(s.part)[None], window=Window(s.col, s.row, s.cols, s.rows))
@@ -184,32 +184,6 @@ def scan_region(model_dir: str | Path, raster: str | Path, out_dir: str | Path, 
 def _file_stamp(path: Path) -> tuple[int, int]:
     stat = path.stat()
     return stat.st_size, stat.st_mtime_ns
-
-
-def _run(specs: list[TileSpec], scheduler: str, workers: int, progress: bool) -> None:
-    bar = tqdm(total=len(specs), desc="scan tiles", unit="tile", disable=not progress or not specs)
-    if scheduler == "synchronous" or not specs:
-        for spec in specs:
-            scan_tile(spec)
-            bar.update()
-        bar.close()
-        return
-    from dask.distributed import Client, LocalCluster, as_completed
-
-    if scheduler == "local":
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=logging.ERROR)
-        client = Client(cluster)
-    else:
-        cluster, client = None, Client(scheduler)
-    try:
-        for future in as_completed(client.map(scan_tile, specs, pure=False)):
-            future.result()
-            bar.update()
-    finally:
-        bar.close()
-        client.close()
-        if cluster is not None:
-            cluster.close()
 
 
 #: Per process: loaded models and OSM rasterisers, reused by every tile a worker scans.

@@ -29,7 +29,6 @@ import keras
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from asgm import evaluate, plots
 from asgm.atomic import atomic_path, check_target, plain_name
@@ -39,6 +38,7 @@ from asgm.config import OSM_CHANNELS, TrainingConfig, load_training, training_co
 from asgm.errors import AsgmError, ConfigError, InputFileError
 from asgm.models import band_statistics, build_model, ensemble, normalize_patches, predict_probabilities
 from asgm.patches import Dataset, read_dataset
+from asgm.progress import progress_bar
 from asgm.sampling import min_distance_between, spatial_split
 
 MODEL_FILES = ("model.keras", "config.json", "threshold.json", "metrics.json", "calibration.json", "predictions.csv")
@@ -97,7 +97,7 @@ class EpochProgress(keras.callbacks.Callback):
 
     def __init__(self, epochs: int, description: str, enabled: bool = True):
         super().__init__()
-        self.bar = tqdm(total=epochs, desc=description, unit="epoch", disable=not enabled, leave=False)
+        self.bar = progress_bar(total=epochs, desc=description, unit="epoch", disable=not enabled, leave=False)
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}

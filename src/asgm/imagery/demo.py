@@ -39,10 +39,10 @@ from rasterio.transform import from_origin
 from scipy import ndimage
 from shapely import affinity, ops
 from shapely.geometry import LineString, MultiPolygon, Point, Polygon, box, mapping
-from tqdm.auto import tqdm
 
 from asgm.atomic import atomic_path
 from asgm.config import S2_BANDS, SyntheticConfig
+from asgm.progress import progress_bar
 from asgm.regions import WGS84
 
 #: Bumped whenever the generator's output changes, so cached demo regions are regenerated.
@@ -136,7 +136,7 @@ def generate_demo_region(cfg: SyntheticConfig, progress: bool = True) -> DemoReg
     DemoRegion
         Paths of the files written (the directory appears atomically).
     """
-    steps = tqdm(total=5, desc="synthetic demo region", disable=not progress)
+    steps = progress_bar(total=5, desc="synthetic demo region", disable=not progress)
     rng = np.random.default_rng(cfg.seed)
     grid = _Grid.around(cfg.centre_lon, cfg.centre_lat, cfg.size_km)
     scene = _Scene(grid, rng, cfg)

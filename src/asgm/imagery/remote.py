@@ -26,11 +26,11 @@ from affine import Affine
 from pyproj import CRS
 from rasterio.windows import Window
 from shapely.geometry import MultiPolygon, Polygon, box
-from tqdm.auto import tqdm
 
 from asgm.atomic import atomic_path, write_array
 from asgm.errors import AsgmError
 from asgm.imagery import PatchBatch
+from asgm.progress import progress_bar
 from asgm.regions import WGS84, PatchGrid, utm_crs
 
 #: Messages of transient failures: rate limits (HTTP 429), server errors (5xx), dropped connections.
@@ -139,7 +139,7 @@ class RemoteSource:
             else:
                 todo.append(i)
         if todo:
-            bar = tqdm(total=len(todo), desc=desc, unit="request", disable=not self.progress, leave=False)
+            bar = progress_bar(total=len(todo), desc=desc, unit="request", disable=not self.progress, leave=False)
             with ThreadPoolExecutor(max_workers=self.workers) as pool:
                 futures = {pool.submit(self._fetch_with_retry, grids[i]): i for i in todo}
                 try:
