@@ -3,6 +3,7 @@ import json
 import geopandas as gpd
 import numpy as np
 import rasterio
+from scipy import ndimage
 
 from asgm.config import S2_BANDS
 from asgm.imagery.demo import CLASSES, NEGATIVE_CLEARANCE_M, ensure_demo_region, generate_demo_region
@@ -67,3 +68,38 @@ def test_ensure_reuses_an_identical_region(tiny_demo):
     before = region.composite.stat().st_mtime_ns
     ensure_demo_region(cfg, progress=False)
     assert region.composite.stat().st_mtime_ns == before
+
+
+#: Demo covers and the group of real pixels (NDVI / NDWI) whose range they must fall in.
+REAL_GROUPS = {"forest": "dense vegetation", "savanna": "sparse vegetation", "bare_soil": "bare ground",
+               "mine_sand": "bare ground", "sandbar": "bare ground", "river_turbid": "water"}
+
+
+def test_spectra_are_calibrated_to_real_sentinel2_patches(tiny_demo, reference_data):
+    """Each large cover's median surface reflectance (composite minus the modelled path radiance) lies
+    within the 10-90 % range of the matching real pixels, in every band the real patches carry."""
+    from asgm.imagery.demo import PATH_RADIANCE
+
+    real = np.load(reference_data / "amazon-s2-6band" / "patches.npy").astype(np.float32).reshape(-1, 6)
+    names = json.loads((reference_data / "amazon-s2-6band" / "dataset.json").read_text())["channels"]
+    r = dict(zip(names, real.T))
+    ndvi = (r["B8"] - r["B4"]) / (r["B8"] + r["B4"] + 1e-6)
+    ndwi = (r["B3"] - r["B8"]) / (r["B3"] + r["B8"] + 1e-6)
+    groups = {"dense vegetation": ndvi > 0.6, "sparse vegetation": (ndvi > 0.3) & (ndvi < 0.6),
+              "bare ground": (ndvi > 0) & (ndvi < 0.2) & (ndwi < 0), "water": ndwi > 0.1}
+    _, region = tiny_demo
+    data = read(region.composite)[0].astype(float)
+    with rasterio.open(region.landcover) as src:
+        cover = src.read(1)
+    bands = [S2_BANDS.index(n) for n in names]
+    checked = 0
+    for name, group in REAL_GROUPS.items():
+        core = ndimage.binary_erosion(cover == CLASSES[name], iterations=2)
+        if core.sum() < 30:
+            continue
+        surface = np.median(data[bands][:, core], axis=1) - PATH_RADIANCE[bands]
+        low, high = np.percentile(real[groups[group]], [10, 90], axis=0)
+        outside = [f"{n} {v:.0f} not in [{lo:.0f}, {hi:.0f}]" for n, v, lo, hi in zip(names, surface, low, high) if not lo <= v <= hi]
+        assert not outside, f"{name} vs real {group}: {outside}"
+        checked += 1
+    assert checked >= 4
