@@ -15,6 +15,11 @@ else
 REPORTS := reports/$(PROFILE)
 endif
 SRC := $(shell find src/asgm -name '*.py')
+# GRID=full runs the thesis's whole experiment grid in notebook 04 instead of the profile's.
+GRID ?= profile
+ifeq ($(GRID),full)
+GRID_SETTINGS := --set 'experiments.groups=[osm, single_osm, leave_one_out, patch_size, negatives, class_weights]' --set 'experiments.seeds=[0, 1, 2]'
+endif
 PAPERMILL := $(PY) -m asgm.notebooks --kernel asgm --cwd notebooks -f $(CONFIG)
 
 .PHONY: setup all osm patches train analysis scan test html clean
@@ -39,7 +44,14 @@ scan: $(REPORTS)/05_region_scan.ipynb
 $(REPORTS)/01_osm_features.ipynb: notebooks/01_osm_features.ipynb $(CONFIG) $(SRC) | $(STAMP)
 $(REPORTS)/02_patch_generation.ipynb: notebooks/02_patch_generation.ipynb $(REPORTS)/01_osm_features.ipynb $(CONFIG) $(SRC) | $(STAMP)
 $(REPORTS)/03_train_model.ipynb: notebooks/03_train_model.ipynb $(REPORTS)/02_patch_generation.ipynb $(CONFIG) $(SRC) | $(STAMP)
-$(REPORTS)/04_results_analysis.ipynb: notebooks/04_results_analysis.ipynb $(REPORTS)/03_train_model.ipynb $(CONFIG) $(SRC) | $(STAMP)
+$(REPORTS)/04_results_analysis.ipynb: notebooks/04_results_analysis.ipynb $(REPORTS)/03_train_model.ipynb $(CONFIG) $(SRC) $(REPORTS)/.grid-$(GRID) | $(STAMP)
+$(REPORTS)/04_results_analysis.ipynb: PAPERMILL += $(GRID_SETTINGS)
+
+# Notebook 04 reruns when GRID changes (the stamp of the other value is removed).
+$(REPORTS)/.grid-%:
+	@mkdir -p $(REPORTS)
+	@rm -f $(REPORTS)/.grid-*
+	@touch $@
 $(REPORTS)/05_region_scan.ipynb: notebooks/05_region_scan.ipynb $(REPORTS)/03_train_model.ipynb $(CONFIG) $(SRC) | $(STAMP)
 
 # A notebook is written under a temporary name and renamed only when every cell ran, so a failed

@@ -17,15 +17,23 @@ from pathlib import Path
 
 import yaml
 
+from asgm.errors import AsgmError
+
 
 def run_notebook(notebook: str | Path, output: str | Path, parameters_file: str | Path, kernel: str = "asgm",
-                 cwd: str | Path | None = None) -> None:
-    """Execute ``notebook`` into ``output`` with the parameters of ``parameters_file`` (a YAML file)."""
+                 cwd: str | Path | None = None, settings: dict[str, object] | None = None) -> None:
+    """Execute ``notebook`` into ``output`` with the parameters of ``parameters_file`` (a YAML file),
+    changed by ``settings`` (``{"section.key": value}``)."""
     import papermill
     from traitlets.config import Config
 
     with open(parameters_file, encoding="utf-8") as f:
         parameters = yaml.safe_load(f) or {}
+    for key, value in (settings or {}).items():
+        section, _, name = key.partition(".")
+        if not name or not isinstance(parameters.get(section, {}), dict):
+            raise AsgmError(f"--set {key}: give section.key, e.g. experiments.seeds=[0, 1, 2]")
+        parameters.setdefault(section, {})[name] = value
     name = Path(notebook).stem
     print(f"==> {name} ({Path(parameters_file).name})", file=sys.stderr, flush=True)
     start = time.perf_counter()
@@ -45,8 +53,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("-f", "--parameters_file", type=Path, required=True, help="a profile's YAML (configs/<profile>.yaml)")
     parser.add_argument("--kernel", default="asgm")
     parser.add_argument("--cwd", type=Path, default=None, help="working directory of the notebook (default: its own)")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="change one setting of the profile (VALUE is YAML), e.g. --set 'experiments.seeds=[0, 1, 2]'")
     args = parser.parse_args(argv)
-    run_notebook(args.notebook, args.output, args.parameters_file, args.kernel, args.cwd or args.notebook.parent)
+    settings = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            parser.error(f"--set {item!r}: give SECTION.KEY=VALUE")
+        settings[key.strip()] = yaml.safe_load(value)
+    run_notebook(args.notebook, args.output, args.parameters_file, args.kernel, args.cwd or args.notebook.parent, settings)
 
 
 if __name__ == "__main__":

@@ -101,9 +101,10 @@ NEGATIVE_KINDS = {
     "sandbar": 0.14, "eroded_bank": 0.10, "clearing": 0.14, "ploughed_field": 0.08, "farm": 0.08,
     "settlement": 0.10, "airstrip": 0.04, "river": 0.10, "road": 0.06, "forest": 0.10, "savanna": 0.06,
 }
-#: Half-diagonal of a 48 px patch plus a margin: curated negatives this far from every mine have no
-#: mining pixel in their 48 px patch.
-NEGATIVE_CLEARANCE_M = 360.0
+#: Curated negatives keep this far from every mine: more than a 48 px patch's diagonal (679 m), so
+#: their patches hold no mining and they never link two mining camps into one spatial block (which
+#: would leave too few independent blocks with mines for an honest test split).
+NEGATIVE_CLEARANCE_M = 700.0
 
 
 @dataclass(frozen=True)
