@@ -90,3 +90,14 @@ def test_mines_in_few_blocks_warn():
     with pytest.warns(UserWarning, match="mines lie in 1 and its non-mines in"):
         table = block_bootstrap(y, p, blocks, 0.5, n_boot=20)
     assert table["n_mine_blocks"].iloc[0] == 1
+
+
+def test_the_packages_warnings_read_as_one_sentence_without_source_line():
+    import warnings
+
+    import asgm
+    from asgm.errors import AsgmWarning
+
+    assert asgm.AsgmWarning is AsgmWarning
+    assert warnings.formatwarning("few test blocks", AsgmWarning, "evaluate.py", 141, "warnings.warn(...)") == "Warning: few test blocks\n"
+    assert "evaluate.py:141" in warnings.formatwarning("other", UserWarning, "evaluate.py", 141, "warnings.warn(...)")

@@ -7,7 +7,22 @@ import os
 # the user set wins.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from asgm.errors import AsgmError  # noqa: E402
+import warnings  # noqa: E402
 
-__all__ = ["AsgmError"]
+from asgm.errors import AsgmError, AsgmWarning  # noqa: E402
+
+_format_warning = warnings.formatwarning
+
+
+def _sentence(message, category, filename, lineno, line=None):
+    """This package's warnings as one sentence (in a notebook, the reader needs the message, not
+    the line of code that raised it); every other warning as Python formats it."""
+    if issubclass(category, AsgmWarning):
+        return f"Warning: {message}\n"
+    return _format_warning(message, category, filename, lineno, line)
+
+
+warnings.formatwarning = _sentence
+
+__all__ = ["AsgmError", "AsgmWarning"]
 __version__ = "0.1.0"

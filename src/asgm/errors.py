@@ -10,6 +10,10 @@ class AsgmError(Exception):
     """Base class of every error this package raises on purpose."""
 
 
+class AsgmWarning(UserWarning):
+    """Something a reader of the results must know (shown as one sentence, without a source line)."""
+
+
 class InputFileError(AsgmError):
     """A file the pipeline reads is missing, malformed or inconsistent."""
 

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
 
-from asgm.errors import AsgmError, InputFileError
+from asgm.errors import AsgmError, AsgmWarning, InputFileError
 
 #: Metrics reported for a threshold, in table order.
 METRICS = ("precision", "sensitivity", "specificity", "f1", "average_precision", "roc_auc")
@@ -139,10 +139,10 @@ def block_bootstrap(y: np.ndarray, p: np.ndarray, blocks: np.ndarray, threshold:
     mine_blocks = len(np.unique(block_of[y == 1]))
     if len(block_ids) < MIN_BLOCKS:
         warnings.warn(f"only {len(block_ids)} spatial blocks in the test split: the bootstrap intervals are not meaningful "
-                      f"(at least {MIN_BLOCKS} are needed); use more, or more widely spread, sampling points", stacklevel=2)
+                      f"(at least {MIN_BLOCKS} are needed); use more, or more widely spread, sampling points", AsgmWarning, stacklevel=2)
     elif min(mine_blocks, len(np.unique(block_of[y == 0]))) < MIN_CLASS_BLOCKS:
         warnings.warn(f"the test split's mines lie in {mine_blocks} and its non-mines in {len(np.unique(block_of[y == 0]))} of its "
-                      f"{len(block_ids)} spatial blocks: intervals rest on so few independent samples that they are not meaningful", stacklevel=2)
+                      f"{len(block_ids)} spatial blocks: intervals rest on so few independent samples that they are not meaningful", AsgmWarning, stacklevel=2)
     point = binary_metrics(y, p, threshold)
     rng = np.random.default_rng(seed)
     replicates = []

@@ -138,6 +138,33 @@ def run_grid(experiments: list[Experiment], datasets: dict[int, Dataset | str | 
     return pd.DataFrame(rows)
 
 
+def train_models(dataset: Dataset, output_directory: str | Path, configs: dict[str, TrainingConfig], scheduler: str = "synchronous",
+                 workers: int = 1, progress: bool = True) -> dict[str, Path]:
+    """Train one model per entry of ``configs`` (``{experiment name: settings}``) into
+    ``output_directory/<name>``, in this process or on a dask cluster (``scheduler``, ``workers``: as
+    :func:`run_grid`); a model directory that is up to date is reused. Returns each model's directory.
+
+    Raises
+    ------
+    AsgmError
+        A model cannot be trained (the first such error).
+    """
+    tasks = [(dataset if scheduler == "synchronous" else dataset.path, Path(output_directory), name, config) for name, config in configs.items()]
+    for _ in run_tasks(_train_model, tasks, scheduler, workers, progress, desc="training", unit="model", describe=lambda task: task[2]):
+        pass
+    return {name: Path(output_directory) / name for name in configs}
+
+
+def _train_model(task: tuple) -> Path:
+    import keras
+
+    dataset, output_directory, name, config = task
+    try:
+        return train_experiment(dataset, output_directory, name, config, progress=False)
+    finally:
+        keras.backend.clear_session()
+
+
 def _train_run(task: tuple) -> str:
     """Train one run of the grid; the error message if it cannot be trained (else empty)."""
     import keras

@@ -14,7 +14,7 @@ from affine import Affine
 from pyproj import CRS
 from shapely.geometry import MultiPolygon, Polygon, box
 
-from asgm.errors import InputFileError
+from asgm.errors import AsgmWarning, InputFileError
 
 WGS84 = CRS.from_epsg(4326)
 
@@ -133,7 +133,7 @@ def read_boundary(path: str | Path) -> Polygon | MultiPolygon:
         gdf.loc[invalid, "geometry"] = gdf.geometry[invalid].make_valid().apply(_polygonal_part)
         warnings.warn(f"{path}: {int(invalid.sum())} boundary feature(s) were invalid (e.g. self-intersecting) and were repaired with "
                       f"shapely.make_valid: {before:,.1f} km² before, {_area_km2(gdf.geometry):,.1f} km² after. Check the repaired "
-                      "outline, or fix the file (e.g. QGIS: Fix geometries).", stacklevel=2)
+                      "outline, or fix the file (e.g. QGIS: Fix geometries).", AsgmWarning, stacklevel=2)
     return gdf.geometry.union_all()
 
 

@@ -15,7 +15,7 @@ from shapely.geometry import MultiPolygon, Polygon
 
 from asgm.atomic import atomic_path
 from asgm.config import Profile
-from asgm.errors import AsgmError, InputFileError
+from asgm.errors import AsgmError, AsgmWarning, InputFileError
 from asgm.regions import WGS84, read_boundary, read_geojson, utm_crs
 
 #: Category of each sampling-point set, and its label (1 = mine).
@@ -62,7 +62,7 @@ def read_points(path: str | Path, category: str, boundary: Polygon | MultiPolygo
             if outside != "drop":
                 raise InputFileError(path, problem, "remove those points, use the boundary they belong to (region.boundary), "
                                      "or set region.points_outside_boundary: drop")
-            warnings.warn(f"{path}: {problem}; dropped (region.points_outside_boundary: drop)", stacklevel=2)
+            warnings.warn(f"{path}: {problem}; dropped (region.points_outside_boundary: drop)", AsgmWarning, stacklevel=2)
     rows = np.flatnonzero(inside)
     gdf = gdf.iloc[rows]
     out = gpd.GeoDataFrame(
