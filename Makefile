@@ -62,7 +62,7 @@ $(REPORTS)/%.ipynb: notebooks/%.ipynb
 	mv $(REPORTS)/$*.partial.ipynb $@
 
 html: all
-	$(PY) -m jupyter nbconvert --to html --output-dir $(REPORTS)/html $(filter-out %.partial.ipynb,$(wildcard $(REPORTS)/[0-9]*.ipynb))
+	$(PY) -m asgm.notebooks html $(REPORTS)
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import yaml
 
+from asgm.atomic import atomic_path
 from asgm.errors import AsgmError
 
 
@@ -46,8 +47,53 @@ def run_notebook(notebook: str | Path, output: str | Path, parameters_file: str 
     print(f"    {name} done in {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
 
 
+def write_html_appendix(reports_dir: str | Path, out_dir: str | Path | None = None) -> Path:
+    """The executed notebooks of ``reports_dir`` as HTML pages (images embedded) plus ``index.html``,
+    a table of contents that links every notebook's sections; returns the index."""
+    import html
+    import re
+
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    reports_dir = Path(reports_dir)
+    out_dir = Path(out_dir) if out_dir else reports_dir / "html"
+    notebooks = sorted(p for p in reports_dir.glob("[0-9]*.ipynb") if ".partial" not in p.name)
+    if not notebooks:
+        raise AsgmError(f"no executed notebooks in {reports_dir}\n  How to fix: run `make all` (or `make all PROFILE=...`) first")
+    exporter = HTMLExporter(template_name="lab")
+    contents = []
+    for path in notebooks:
+        body, _ = exporter.from_notebook_node(nbformat.read(path, as_version=4))
+        with atomic_path(out_dir / f"{path.stem}.html") as tmp:
+            tmp.write_text(body, encoding="utf-8")
+        headings = [(level, anchor, html.unescape(re.sub(r"<[^>]+>", "", inner)).replace("¶", "").strip())
+                    for level, anchor, inner in re.findall(r'<h([123]) id="([^"]+)">(.*?)</h\1>', body, flags=re.S)]
+        name = headings[0][2] if headings and headings[0][0] == "1" else path.stem
+        sections = [f'<li class="h{level}"><a href="{path.stem}.html#{anchor}">{html.escape(text)}</a></li>'
+                    for level, anchor, text in headings if level != "1" and text != "Parameters"]
+        contents.append(f'<h2><a href="{path.stem}.html">{html.escape(name)}</a></h2>\n<ul>\n' + "\n".join(sections) + "\n</ul>")
+    title = f"asgm-detector: executed notebooks ({reports_dir.name})"
+    page = (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            "<style>body{font:15px/1.5 sans-serif;max-width:52em;margin:2em auto}li.h3{margin-left:1.5em}</style></head>"
+            f"<body><h1>{html.escape(title)}</h1>\n" + "\n".join(contents) + "\n</body></html>\n")
+    index = out_dir / "index.html"
+    with atomic_path(index) as tmp:
+        tmp.write_text(page, encoding="utf-8")
+    return index
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m asgm.notebooks", description=__doc__.split("\n\n")[0])
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv[:1] == ["html"]:
+        html = argparse.ArgumentParser(prog="python -m asgm.notebooks html", description="The executed notebooks as an HTML appendix with a table of contents.")
+        html.add_argument("reports_dir", type=Path, help="reports/<profile>")
+        index = write_html_appendix(html.parse_args(argv[1:]).reports_dir)
+        print(f"HTML appendix -> {index}")
+        return
+    parser = argparse.ArgumentParser(prog="python -m asgm.notebooks", description=__doc__.split("\n\n")[0],
+                                     epilog="`python -m asgm.notebooks html reports/<profile>` writes the executed notebooks as an HTML appendix.")
     parser.add_argument("notebook", type=Path)
     parser.add_argument("output", type=Path)
     parser.add_argument("-f", "--parameters_file", type=Path, required=True, help="a profile's YAML (configs/<profile>.yaml)")
