@@ -14,7 +14,7 @@ from pyproj import Transformer
 from shapely.geometry import LineString, Point
 
 from asgm import evaluate, experiments, explain, leakage, osm
-from asgm.config import TrainingConfig, load_profile
+from asgm.config import EXPERIMENT_GROUPS, TrainingConfig, load_profile
 from asgm.errors import AsgmError, ConfigError, InputFileError
 from asgm.models import bn_cnn, ensemble, predict_probabilities
 from asgm.patches import read_dataset
@@ -29,7 +29,7 @@ TO_UTM = Transformer.from_crs(4326, 32620, always_xy=True)
 # --- the grid -----------------------------------------------------------------------------------
 
 def test_grid_follows_the_profile_groups():
-    profile = load_profile("demo", root=ROOT)
+    profile = load_profile("demo", root=ROOT, experiments={"groups": list(EXPERIMENT_GROUPS)})  # the whole grid (GRID=full)
     grid = {e.name: e for e in experiments.experiment_grid(profile)}
     osm = profile.osm.channels
     assert {"s2_osm", "s2_only"} <= set(grid)
