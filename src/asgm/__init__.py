@@ -23,6 +23,8 @@ def _sentence(message, category, filename, lineno, line=None):
 
 
 warnings.formatwarning = _sentence
+# A message is shown once per process, even when several calls raise it (e.g. one per metric).
+warnings.filterwarnings("once", category=AsgmWarning)
 
 __all__ = ["AsgmError", "AsgmWarning"]
 __version__ = "0.1.0"
