@@ -83,6 +83,19 @@ def test_run_grid_trains_only_what_is_missing(tmp_path):
     assert fourth["status"].tolist() == ["trained"]
 
 
+def test_run_grid_copies_a_model_trained_the_same_way_elsewhere(tmp_path):
+    data = write_toy_dataset(tmp_path / "toy", n=60)
+    grid = toy_grid(read_dataset(data).channels)
+    elsewhere = train_experiment(data, tmp_path / "nb03", "s2_osm", grid[0].training(FAST, 0), progress=False)
+    train_experiment(data, tmp_path / "nb03", "s2_only", dataclasses.replace(grid[1].training(FAST, 0), epochs=1), progress=False)
+    runs = experiments.run_grid(grid, {16: data}, FAST, (0,), tmp_path / "grid", progress=False, reuse=tmp_path / "nb03")
+    assert runs.set_index("experiment")["status"].to_dict() == {"s2_osm": "reused", "s2_only": "trained"}, "s2_only was trained differently"
+    copied = tmp_path / "grid" / "s2_osm" / "seed0"
+    assert (copied / "predictions.csv").read_bytes() == (elsewhere / "predictions.csv").read_bytes()
+    again = experiments.run_grid(grid, {16: data}, FAST, (0,), tmp_path / "grid", progress=False, reuse=tmp_path / "nb03")
+    assert (again["status"] == "cached").all()
+
+
 def test_grid_on_a_local_dask_cluster_trains_the_same_models(tmp_path):
     """Two worker processes (one core each) give the runs the in-process grid gives: same status,
     same test patches, the same predictions to within float noise. Not bit-identical: TensorFlow

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
+from asgm.atomic import atomic_path
 from asgm.cluster import run_tasks
 from asgm.config import Profile, TrainingConfig
 from asgm.errors import AsgmError
@@ -86,7 +88,7 @@ def experiment_grid(profile: Profile) -> list[Experiment]:
 
 def run_grid(experiments: list[Experiment], datasets: dict[int, Dataset | str | Path], base: TrainingConfig, seeds: tuple[int, ...],
              output_directory: str | Path, epochs: int | None = None, progress: bool = True, scheduler: str = "synchronous",
-             workers: int = 1) -> pd.DataFrame:
+             workers: int = 1, reuse: str | Path | None = None) -> pd.DataFrame:
     """Train every experiment once per seed, skipping runs whose model directory is up to date.
 
     Parameters
@@ -109,13 +111,17 @@ def run_grid(experiments: list[Experiment], datasets: dict[int, Dataset | str | 
         Where the runs train (they are independent): ``synchronous`` (one after another in this
         process), ``local`` (a dask LocalCluster of ``workers`` processes, each with its share of
         the cores) or a dask scheduler address; see :mod:`asgm.cluster`.
+    reuse
+        A directory of models trained elsewhere (notebook 03's ``models/<profile>``): a run whose
+        ``reuse/<experiment>`` was trained on the same dataset with the same settings is copied
+        instead of trained again.
 
     Returns
     -------
     pandas.DataFrame
         One row per run: ``experiment, group, reference, seed, model_dir, status`` (``trained``,
-        ``cached`` or ``skipped``) and ``reason`` (why a run was skipped: a split that cannot hold
-        mines and non-mines in validation and test, a missing dataset, …).
+        ``cached``, ``reused`` or ``skipped``) and ``reason`` (why a run was skipped: a split that
+        cannot hold mines and non-mines in validation and test, a missing dataset, …).
     """
     read = {size: d if isinstance(d, Dataset) else read_dataset(d) for size, d in datasets.items()}
     rows, tasks = [], []
@@ -126,6 +132,11 @@ def run_grid(experiments: list[Experiment], datasets: dict[int, Dataset | str | 
                    "model_dir": Path(output_directory) / exp.name / f"seed{seed}", "status": "cached", "reason": ""}
             if exp.patch_size not in read:
                 row |= {"status": "skipped", "reason": f"no {exp.patch_size} px dataset (add {exp.patch_size} to patches.sizes and rebuild)"}
+            elif reuse is not None and is_up_to_date(read[exp.patch_size], Path(reuse) / exp.name, config) \
+                    and not is_up_to_date(read[exp.patch_size], row["model_dir"], config):
+                with atomic_path(row["model_dir"], marker="config.json", what="model directory") as tmp:
+                    shutil.copytree(Path(reuse) / exp.name, tmp)
+                row["status"] = "reused"
             elif not is_up_to_date(read[exp.patch_size], row["model_dir"], config):
                 # a worker process reads the dataset itself rather than receiving its arrays
                 dataset = read[exp.patch_size] if scheduler == "synchronous" else read[exp.patch_size].path

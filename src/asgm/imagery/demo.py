@@ -87,9 +87,10 @@ SIGNATURES = {
 #: A constant offset leaves a per-band stretched true-colour rendering unchanged.
 PATH_RADIANCE = np.array([950, 650, 350, 230, 190, 140, 120, 100, 100, 40, 20, 10], dtype=np.float32)
 CLOUD = np.array([5200, 5100, 5000, 5000, 5100, 5200, 5250, 5300, 5300, 3200, 3800, 2700], dtype=np.float32)
-#: Extra path radiance of thick haze (smoke, humidity), falling off with wavelength; haze also dims
+#: Extra path radiance of thick haze (smoke, humidity): milky, nearly even across the visible bands and
+#: falling off into the infrared (a strong blue excess turns blue under a per-band stretch); haze also dims
 #: the ground (lower transmission), so it lowers contrast where it lies.
-HAZE = np.array([420, 330, 240, 170, 140, 120, 100, 85, 88, 45, 20, 8], dtype=np.float32)
+HAZE = np.array([230, 200, 190, 175, 150, 130, 110, 95, 95, 50, 25, 10], dtype=np.float32)
 CLASSES = {name: i + 1 for i, name in enumerate(SIGNATURES)}  # 0 = no data
 VEGETATION = ("forest", "savanna", "cropland", "pasture", "regrowth", "urban_ground")
 BARE = ("bare_soil", "laterite_road", "mine_sand", "mine_tailings", "sandbar")
