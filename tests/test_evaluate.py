@@ -101,3 +101,23 @@ def test_the_packages_warnings_read_as_one_sentence_without_source_line():
     assert asgm.AsgmWarning is AsgmWarning
     assert warnings.formatwarning("few test blocks", AsgmWarning, "evaluate.py", 141, "warnings.warn(...)") == "Warning: few test blocks\n"
     assert "evaluate.py:141" in warnings.formatwarning("other", UserWarning, "evaluate.py", 141, "warnings.warn(...)")
+
+
+def test_ranking_metrics_equal_scikit_learn_with_ties_and_bootstrap_weights():
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    from asgm.evaluate import ranking_metrics
+
+    rng = np.random.default_rng(0)
+    for case in range(300):
+        n = int(rng.integers(2, 60))
+        y = rng.integers(0, 2, n)
+        p = np.round(rng.random(n), int(rng.integers(1, 4)))  # coarse scores: many ties
+        w = rng.integers(0, 4, n).astype(float) if case % 3 else None  # block-bootstrap-like weights, zeros included
+        weight = np.ones(n) if w is None else w
+        if len(np.unique(y[weight > 0])) < 2:
+            assert np.isnan(ranking_metrics(y, p, w)).all()
+            continue
+        roc, ap = ranking_metrics(y, p, w)
+        assert roc == pytest.approx(roc_auc_score(y, p, sample_weight=w), abs=1e-12), case
+        assert ap == pytest.approx(average_precision_score(y, p, sample_weight=w), abs=1e-12), case

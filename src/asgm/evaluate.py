@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
+from sklearn.metrics import precision_recall_curve, roc_curve
 
 from asgm.errors import AsgmError, AsgmWarning, InputFileError
 
@@ -87,6 +87,27 @@ def confusion_counts(y: np.ndarray, predicted: np.ndarray, weight: np.ndarray | 
             "fn": float(w[y & ~predicted].sum()), "tp": float(w[y & predicted].sum())}
 
 
+def ranking_metrics(y: np.ndarray, p: np.ndarray, weight: np.ndarray | None = None) -> tuple[float, float]:
+    """ROC-AUC and average precision of scores ``p`` for labels ``y`` (0/1) with sample weights, as
+    scikit-learn's ``roc_auc_score`` and ``average_precision_score`` compute them (same curves, ties
+    included), in plain numpy: the bootstraps call this thousands of times, and scikit-learn's input
+    checks cost more than the sums. NaN when a class has no weight."""
+    w = np.ones(len(y)) if weight is None else np.asarray(weight, float)
+    order = np.argsort(p, kind="mergesort")[::-1]
+    scores, positive, w = np.asarray(p)[order], np.asarray(y)[order].astype(bool), w[order]
+    last = np.r_[np.flatnonzero(np.diff(scores)), len(scores) - 1]  # the last patch of each distinct score
+    tps, fps = np.cumsum(w * positive)[last], np.cumsum(w * ~positive)[last]
+    if len(last) == 0 or tps[-1] <= 0 or fps[-1] <= 0:
+        return np.nan, np.nan
+    tpr, fpr = np.r_[0.0, tps / tps[-1]], np.r_[0.0, fps / fps[-1]]
+    roc_auc = float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
+    predicted = tps + fps
+    precision = np.divide(tps, predicted, out=np.ones_like(tps), where=predicted != 0)
+    recall = tps / tps[-1]
+    average_precision = float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+    return roc_auc, average_precision
+
+
 def binary_metrics(y: np.ndarray, p: np.ndarray, threshold: float, weight: np.ndarray | None = None) -> dict[str, float]:
     """Precision, sensitivity (recall), specificity, F1 at ``threshold``, threshold-free average
     precision (PR-AUC) and ROC-AUC, and the confusion counts. Undefined values are NaN."""
@@ -100,9 +121,7 @@ def binary_metrics(y: np.ndarray, p: np.ndarray, threshold: float, weight: np.nd
             "specificity": tn / (tn + fp) if tn + fp else np.nan,
             "f1": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else np.nan,
         }
-    both = len(np.unique(y[weight > 0] if weight is not None else y)) == 2
-    out["average_precision"] = float(average_precision_score(y, p, sample_weight=weight)) if both else np.nan
-    out["roc_auc"] = float(roc_auc_score(y, p, sample_weight=weight)) if both else np.nan
+    out["roc_auc"], out["average_precision"] = ranking_metrics(y, p, weight)
     return {**{k: float(v) for k, v in out.items()}, **c}
 
 
@@ -234,6 +253,13 @@ def _summarise(point: pd.DataFrame, replicates: pd.DataFrame, level: float, metr
     })
 
 
+def _mean_skipping_nan(values: list[float]) -> float:
+    """The mean of the defined values (as pandas' ``mean``), NaN when none is."""
+    v = np.asarray(values, float)
+    v = v[~np.isnan(v)]
+    return float(v.mean()) if len(v) else np.nan
+
+
 def seed_mean_intervals(runs: list[RunPredictions], n_boot: int = 1000, seed: int = 0, level: float = 0.95,
                         metrics: tuple[str, ...] = GRID_METRICS) -> pd.DataFrame:
     """Mean over seeds of each test metric, its spread (sd) over seeds, and a 95 % interval of the mean.
@@ -254,8 +280,9 @@ def seed_mean_intervals(runs: list[RunPredictions], n_boot: int = 1000, seed: in
     point = pd.DataFrame([binary_metrics(r.y, r.p, r.threshold) for r in runs])
     rng = np.random.default_rng(seed)
     replicates = pd.DataFrame([
-        pd.DataFrame([binary_metrics(r.y, r.p, r.threshold, w) for r, w in zip(runs, joint_block_weights([r.blocks for r in runs], rng))])[list(metrics)].mean()
-        for _ in range(n_boot)])
+        {m: _mean_skipping_nan([scores[m] for scores in replicate]) for m in metrics}
+        for replicate in ([binary_metrics(r.y, r.p, r.threshold, w) for r, w in zip(runs, joint_block_weights([r.blocks for r in runs], rng))]
+                          for _ in range(n_boot))])
     table = _summarise(point, replicates, level, metrics)
     table["test_blocks"], table["test_mine_blocks"] = _distinct_blocks([(r.y, r.blocks) for r in runs])
     return table
@@ -289,17 +316,18 @@ def paired_difference(runs_a: dict[int, RunPredictions], runs_b: dict[int, RunPr
             raise AsgmError(f"seed {s}: the two runs share {len(common)} test patches, not enough with both classes to compare them")
         pairs.append((a.y[ia], a.p[ia], b.p[ib], a.blocks[ia], a.threshold, b.threshold))
 
-    def differences(weights=None):
+    def differences(weights=None) -> list[dict]:
         rows = []
         for i, (y, pa, pb, _, ta, tb) in enumerate(pairs):
             w = None if weights is None else weights[i]
             ma, mb = binary_metrics(y, pa, ta, w), binary_metrics(y, pb, tb, w)
             rows.append({m: ma[m] - mb[m] for m in metrics})
-        return pd.DataFrame(rows)
+        return rows
 
-    point = differences()
+    point = pd.DataFrame(differences())
     rng = np.random.default_rng(seed)
-    replicates = pd.DataFrame([differences(joint_block_weights([blocks for _, _, _, blocks, _, _ in pairs], rng)).mean() for _ in range(n_boot)])
+    replicates = pd.DataFrame([{m: _mean_skipping_nan([row[m] for row in rows]) for m in metrics}
+                               for rows in (differences(joint_block_weights([blocks for _, _, _, blocks, _, _ in pairs], rng)) for _ in range(n_boot))])
     table = _summarise(point, replicates, level, metrics)
     table["test_patches"] = sum(len(p[0]) for p in pairs)
     table["test_blocks"], table["test_mine_blocks"] = _distinct_blocks([(y, blocks) for y, _, _, blocks, _, _ in pairs])
