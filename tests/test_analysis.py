@@ -109,7 +109,7 @@ def test_grid_on_a_local_dask_cluster_trains_the_same_models(tmp_path):
     for a, b in zip(here["model_dir"], there["model_dir"]):
         pa, pb = (pd.read_csv(Path(d) / "predictions.csv") for d in (a, b))
         assert pa["patch_id"].tolist() == pb["patch_id"].tolist()
-        np.testing.assert_allclose(pa["probability"], pb["probability"], atol=0.02)
+        np.testing.assert_allclose(pa["probability"], pb["probability"], atol=0.05)
 
 
 def test_run_grid_skips_impossible_runs_with_the_reason(tmp_path):
