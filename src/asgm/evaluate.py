@@ -253,11 +253,14 @@ def _summarise(point: pd.DataFrame, replicates: pd.DataFrame, level: float, metr
     })
 
 
-def _mean_skipping_nan(values: list[float]) -> float:
-    """The mean of the defined values (as pandas' ``mean``), NaN when none is."""
-    v = np.asarray(values, float)
-    v = v[~np.isnan(v)]
-    return float(v.mean()) if len(v) else np.nan
+def _mean_rows(rows: list[dict], metrics: tuple[str, ...]) -> dict[str, float]:
+    """Per metric, the mean of the rows' defined values (as pandas' ``mean``), NaN when none is."""
+    out = {}
+    for m in metrics:
+        v = np.asarray([row[m] for row in rows], float)
+        v = v[~np.isnan(v)]
+        out[m] = float(v.mean()) if len(v) else np.nan
+    return out
 
 
 def seed_mean_intervals(runs: list[RunPredictions], n_boot: int = 1000, seed: int = 0, level: float = 0.95,
@@ -280,7 +283,7 @@ def seed_mean_intervals(runs: list[RunPredictions], n_boot: int = 1000, seed: in
     point = pd.DataFrame([binary_metrics(r.y, r.p, r.threshold) for r in runs])
     rng = np.random.default_rng(seed)
     replicates = pd.DataFrame([
-        {m: _mean_skipping_nan([scores[m] for scores in replicate]) for m in metrics}
+        _mean_rows(replicate, metrics)
         for replicate in ([binary_metrics(r.y, r.p, r.threshold, w) for r, w in zip(runs, joint_block_weights([r.blocks for r in runs], rng))]
                           for _ in range(n_boot))])
     table = _summarise(point, replicates, level, metrics)
@@ -326,7 +329,7 @@ def paired_difference(runs_a: dict[int, RunPredictions], runs_b: dict[int, RunPr
 
     point = pd.DataFrame(differences())
     rng = np.random.default_rng(seed)
-    replicates = pd.DataFrame([{m: _mean_skipping_nan([row[m] for row in rows]) for m in metrics}
+    replicates = pd.DataFrame([_mean_rows(rows, metrics)
                                for rows in (differences(joint_block_weights([blocks for _, _, _, blocks, _, _ in pairs], rng)) for _ in range(n_boot))])
     table = _summarise(point, replicates, level, metrics)
     table["test_patches"] = sum(len(p[0]) for p in pairs)

@@ -132,15 +132,13 @@ def run_grid(experiments: list[Experiment], datasets: dict[int, Dataset | str | 
                    "model_dir": Path(output_directory) / exp.name / f"seed{seed}", "status": "cached", "reason": ""}
             if exp.patch_size not in read:
                 row |= {"status": "skipped", "reason": f"no {exp.patch_size} px dataset (add {exp.patch_size} to patches.sizes and rebuild)"}
-            elif reuse is not None and is_up_to_date(read[exp.patch_size], Path(reuse) / exp.name, config) \
-                    and not is_up_to_date(read[exp.patch_size], row["model_dir"], config):
-                with atomic_path(row["model_dir"], marker="config.json", what="model directory") as tmp:
-                    shutil.copytree(Path(reuse) / exp.name, tmp)
-                row["status"] = "reused"
             elif not is_up_to_date(read[exp.patch_size], row["model_dir"], config):
-                # a worker process reads the dataset itself rather than receiving its arrays
-                dataset = read[exp.patch_size] if scheduler == "synchronous" else read[exp.patch_size].path
-                tasks.append((len(rows), (dataset, Path(output_directory) / exp.name, f"seed{seed}", config)))
+                if reuse is not None and is_up_to_date(read[exp.patch_size], Path(reuse) / exp.name, config):
+                    with atomic_path(row["model_dir"], marker="config.json", what="model directory") as tmp:
+                        shutil.copytree(Path(reuse) / exp.name, tmp)
+                    row["status"] = "reused"
+                else:
+                    tasks.append((len(rows), (_task_dataset(read[exp.patch_size], scheduler), Path(output_directory) / exp.name, f"seed{seed}", config)))
             rows.append(row)
     outcomes = run_tasks(_train_run, [task for _, task in tasks], scheduler, workers, progress, desc="experiment grid", unit="run",
                          describe=lambda task: f"{task[1].name} {task[2]}")
@@ -160,33 +158,35 @@ def train_models(dataset: Dataset, output_directory: str | Path, configs: dict[s
     AsgmError
         A model cannot be trained (the first such error).
     """
-    tasks = [(dataset if scheduler == "synchronous" else dataset.path, Path(output_directory), name, config) for name, config in configs.items()]
+    tasks = [(_task_dataset(dataset, scheduler), Path(output_directory), name, config) for name, config in configs.items()]
     for _ in run_tasks(_train_model, tasks, scheduler, workers, progress, desc="training", unit="model", describe=lambda task: task[2]):
         pass
     return {name: Path(output_directory) / name for name in configs}
 
 
+def _task_dataset(dataset: Dataset, scheduler: str) -> Dataset | Path:
+    """What a training task carries: the dataset in this process; its directory for a cluster,
+    whose worker processes read it themselves rather than receive its arrays."""
+    return dataset if scheduler == "synchronous" else dataset.path
+
+
 def _train_model(task: tuple) -> Path:
+    """Train one model of a task ``(dataset, output_directory, name, config)``."""
     import keras
 
     dataset, output_directory, name, config = task
     try:
         return train_experiment(dataset, output_directory, name, config, progress=False)
     finally:
-        keras.backend.clear_session()
+        keras.backend.clear_session()  # keeps memory flat over many runs in one process
 
 
 def _train_run(task: tuple) -> str:
     """Train one run of the grid; the error message if it cannot be trained (else empty)."""
-    import keras
-
-    dataset, output_directory, name, config = task
     try:
-        train_experiment(dataset, output_directory, name, config, progress=False)
+        _train_model(task)
     except AsgmError as exc:
         return str(exc)
-    finally:
-        keras.backend.clear_session()  # keeps memory flat over many runs in one process
     return ""
 
 

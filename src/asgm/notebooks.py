@@ -87,9 +87,9 @@ def main(argv: list[str] | None = None) -> None:
     if argv is None:
         argv = sys.argv[1:]
     if argv[:1] == ["html"]:
-        html = argparse.ArgumentParser(prog="python -m asgm.notebooks html", description="The executed notebooks as an HTML appendix with a table of contents.")
-        html.add_argument("reports_dir", type=Path, help="reports/<profile>")
-        index = write_html_appendix(html.parse_args(argv[1:]).reports_dir)
+        appendix = argparse.ArgumentParser(prog="python -m asgm.notebooks html", description="The executed notebooks as an HTML appendix with a table of contents.")
+        appendix.add_argument("reports_dir", type=Path, help="reports/<profile>")
+        index = write_html_appendix(appendix.parse_args(argv[1:]).reports_dir)
         print(f"HTML appendix -> {index}")
         return
     parser = argparse.ArgumentParser(prog="python -m asgm.notebooks", description=__doc__.split("\n\n")[0],

@@ -1,8 +1,8 @@
 """Progress bars for long steps: tqdm in text mode, in a terminal and in notebooks alike.
 
-Text mode (not tqdm's notebook widgets) because the notebooks run under papermill: its
-``--log-output`` passes a text bar's updates to the terminal running ``make all``, and the executed
-notebook keeps the bar's final line, which widgets (whose state is not saved) would not. Away from
+Text mode (not tqdm's notebook widgets) because the notebooks run under papermill
+(:mod:`asgm.notebooks`), which passes a text bar's updates to the terminal running ``make all``, and
+the executed notebook keeps the bar's final line, which widgets (whose state is not saved) would not. Away from
 a terminal (a notebook, a log file) the bar updates every few seconds instead of ten times a second,
 so a log stays readable.
 """

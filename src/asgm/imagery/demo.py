@@ -272,6 +272,11 @@ def _line_area(feature: dict) -> Polygon:
     return feature["line"].buffer(max(feature["width"], 1.1 * RESOLUTION) / 2)
 
 
+def _pond_kind(rng: np.random.Generator) -> str:
+    """A pond's colour class, drawn with the shares of :data:`PONDS`."""
+    return str(rng.choice(list(PONDS), p=list(PONDS.values())))
+
+
 def _chaikin(coords: np.ndarray, iterations: int = 3) -> np.ndarray:
     """Smooth a polyline by corner cutting, keeping its end points."""
     for _ in range(iterations):
@@ -466,7 +471,7 @@ class _Scene:
                 c = site.representative_point() if not ponds else Point(xy + rng.normal(0, radius * 0.35, 2))
                 pond = _blob(c.x, c.y, rng.uniform(10, max(12, radius * 0.3)), rng, 0.3).intersection(site)
                 if pond.area > 150:
-                    ponds.append((pond, str(rng.choice(list(PONDS), p=list(PONDS.values())))))
+                    ponds.append((pond, _pond_kind(rng)))
             tailings = [_blob(*(xy + rng.normal(0, radius * 0.3, 2)), rng.uniform(0.2, 0.4) * radius, rng, 0.4).intersection(site) for _ in range(rng.integers(0, 3))]
             # a quarter are old pits, abandoned and partly overgrown (regrowth over 40-80 % of the site)
             regrowth = float(rng.uniform(0.4, 0.8)) if rng.random() < 0.25 else 0.0
@@ -549,7 +554,7 @@ class _Scene:
         if rng.random() > 0.35:
             return []
         centre, (x0, y0, x1, y1) = farm.centroid, farm.bounds
-        kind = str(rng.choice(list(PONDS), p=list(PONDS.values())))
+        kind = _pond_kind(rng)
         ponds = []
         for _ in range(rng.integers(1, 5)):
             pond = _rectangle(centre.x + rng.uniform(-0.3, 0.3) * (x1 - x0), centre.y + rng.uniform(-0.3, 0.3) * (y1 - y0),
