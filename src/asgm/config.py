@@ -253,6 +253,40 @@ class ScanConfig:
 
 
 @dataclass(frozen=True)
+class Period:
+    """One monitoring period: a name (used in file names) and its composite's date window."""
+
+    name: str
+    date_start: str | None = None
+    #: Exclusive, as ``imagery.date_end``.
+    date_end: str | None = None
+    #: The period's composite for ``local`` profiles (named bands, as ``imagery.path``).
+    raster: Path | None = None
+
+
+@dataclass(frozen=True)
+class MonitoringConfig:
+    """Monitoring over time of notebook 06 (see :mod:`asgm.monitor`)."""
+
+    #: Oldest first; yearly and quarterly both work (``{name: 2023q1, date_start: 2023-01-01, date_end: 2023-04-01}``).
+    periods: tuple[Period, ...] = ()
+    #: Experiment (model directory under ``models/<profile>/``); null: the scan model of notebook 05.
+    model: str | None = None
+    #: GeoJSON of named polygons (a ``name`` property): protected areas, indigenous territories,
+    #: municipalities; null: no zones (the demo uses its SYNTHETIC zones).
+    zones: Path | None = None
+    #: Detection threshold and Earth Genome's isolated-detection threshold; null: as ``scan``.
+    threshold: float | None = None
+    isolated_threshold: float | None = None
+    #: Bare ground is below this NDVI (scar delineation inside detections).
+    scar_ndvi: float = 0.25
+    #: Changes smaller than this are not new, expanded or receded mining (jitter of edges).
+    min_change_ha: float = 0.5
+    #: Demo only: side of the central square of the demo region that gets a history.
+    demo_size_km: float = 10.0
+
+
+@dataclass(frozen=True)
 class Profile:
     name: str
     root: Path
@@ -266,6 +300,7 @@ class Profile:
     training: TrainingConfig = field(default_factory=TrainingConfig)
     experiments: ExperimentsConfig = field(default_factory=ExperimentsConfig)
     scan: ScanConfig = field(default_factory=ScanConfig)
+    monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
 
     @property
     def cache_dir(self) -> Path:
@@ -316,6 +351,7 @@ SECTIONS = {
     "training": TrainingConfig,
     "experiments": ExperimentsConfig,
     "scan": ScanConfig,
+    "monitoring": MonitoringConfig,
 }
 
 
@@ -435,6 +471,10 @@ def _coerce(value: Any, hint: Any, setting: str, root: Path, source: Path) -> An
             return (root / str(value)).resolve()
         if args and args[0] is Download:
             return _downloads(value, setting, root, source)
+        if args and args[0] is Period:
+            if not isinstance(value, list):
+                raise ConfigError(setting, "must be a list of periods", "give e.g. [{name: '2023', date_start: 2023-01-01, date_end: 2024-01-01}, ...]", source)
+            return tuple(_build(Period, v, f"{setting}[{i}]", root, source) for i, v in enumerate(value))
         if typing.get_origin(hint) is tuple:
             if isinstance(value, str):
                 value = [v.strip() for v in value.split(",")]
@@ -521,6 +561,39 @@ def _validate(prof: Profile) -> None:
         if value is not None and not 0 <= value <= 1:
             raise ConfigError(f"scan.{name}", f"{value} is not a probability", "give a value between 0 and 1, or null", src)
     _validate_scheduler("scan", sc.scheduler, src)
+    _validate_monitoring(prof, src)
+
+
+def _validate_monitoring(prof: Profile, src: Path) -> None:
+    from datetime import date
+
+    mo = prof.monitoring
+    names = [p.name for p in mo.periods]
+    for i, period in enumerate(mo.periods):
+        setting = f"monitoring.periods[{i}]"
+        try:
+            plain_name(period.name, f"{setting}.name")
+        except Exception as exc:
+            raise ConfigError(f"{setting}.name", str(exc).split(". Give")[0], "give a name such as 2023 or 2023q1", src) from None
+        if period.name in names[:i]:
+            raise ConfigError(f"{setting}.name", f"{period.name!r} is used by more than one period", "give each period its own name", src)
+        if prof.imagery.source in ("gee", "stac"):
+            _validate_window(dataclasses.replace(prof.imagery, date_start=period.date_start, date_end=period.date_end), src, setting)
+        if prof.imagery.source == "local" and period.raster is None:
+            raise ConfigError(f"{setting}.raster", "missing for a local profile", "give the period's composite (named bands, as imagery.path)", src)
+        earlier = mo.periods[i - 1].date_start if i else None
+        if period.date_start and earlier and date.fromisoformat(str(period.date_start)) < date.fromisoformat(str(earlier)):
+            raise ConfigError(f"{setting}.date_start", "periods are not in time order", "list the periods oldest first", src)
+    if mo.periods and len(mo.periods) < 2:
+        raise ConfigError("monitoring.periods", "a single period shows no change", "give at least two periods, oldest first (or none to skip monitoring)", src)
+    for name in ("threshold", "isolated_threshold"):
+        value = getattr(mo, name)
+        if value is not None and not 0 <= value <= 1:
+            raise ConfigError(f"monitoring.{name}", f"{value} is not a probability", "give a value between 0 and 1, or null", src)
+    if not -1 <= mo.scar_ndvi <= 1:
+        raise ConfigError("monitoring.scar_ndvi", f"{mo.scar_ndvi} is not an NDVI", "give a value between -1 and 1, e.g. 0.25", src)
+    if mo.min_change_ha < 0 or mo.demo_size_km <= 0:
+        raise ConfigError("monitoring", "min_change_ha must not be negative and demo_size_km must be positive", "give hectares and kilometres", src)
 
 
 def _validate_scheduler(section: str, scheduler: str, src: Path) -> None:
@@ -528,16 +601,16 @@ def _validate_scheduler(section: str, scheduler: str, src: Path) -> None:
         raise ConfigError(f"{section}.scheduler", f"unknown scheduler {scheduler!r}", "use synchronous, local, or a dask scheduler address such as tcp://host:8786", src)
 
 
-def _validate_window(img: ImageryConfig, src: Path) -> None:
+def _validate_window(img: ImageryConfig, src: Path, section: str = "imagery") -> None:
     from datetime import date
 
     try:
         start, end = date.fromisoformat(str(img.date_start)), date.fromisoformat(str(img.date_end))
     except ValueError:
-        raise ConfigError("imagery.date_start/date_end", f"need ISO dates for source {img.source!r}, got {img.date_start!r} and {img.date_end!r}",
+        raise ConfigError(f"{section}.date_start/date_end", f"need ISO dates for source {img.source!r}, got {img.date_start!r} and {img.date_end!r}",
                           "give the composite window, e.g. date_start: 2023-01-01, date_end: 2024-01-01", src) from None
     if end <= start:
-        raise ConfigError("imagery.date_end", f"{end} is not after {start}", "give a window of at least a day (the end is exclusive)", src)
+        raise ConfigError(f"{section}.date_end", f"{end} is not after {start}", "give a window of at least a day (the end is exclusive)", src)
     if not 0 <= img.clear_threshold <= 1:
         raise ConfigError("imagery.clear_threshold", "must be between 0 and 1", "give a Cloud Score+ cs_cdf value, e.g. 0.75", src)
     if img.workers < 1:

@@ -538,3 +538,31 @@ def plot_scan(raster: str | Path, probability: str | Path, found: gpd.GeoDataFra
     axes[0].set_ylabel("northing (m)")
     fig.suptitle(title + (f"\n{SYNTHETIC_LABEL}" if synthetic else ""))
     return fig
+
+
+def save_before_after(before_raster: str | Path, after_raster: str | Path, geometry, path: str | Path, before: str, after: str,
+                      margin_m: float = 300.0) -> Path:
+    """A small PNG: true colour of ``geometry``'s surroundings in two periods, side by side, the
+    polygon outlined, both stretched alike (so a change of colour is a change on the ground)."""
+    x0, y0, x1, y1 = geometry.bounds
+    window_bounds = (x0 - margin_m, y0 - margin_m, x1 + margin_m, y1 + margin_m)
+    crops = []
+    for raster in (before_raster, after_raster):
+        with rasterio.open(raster) as src:
+            names = list(src.descriptions)
+            idx = [names.index(b) + 1 for b in ("B4", "B3", "B2")]
+            window = rasterio.windows.from_bounds(*window_bounds, transform=src.transform).round_offsets().round_lengths()
+            crops.append(src.read(idx, window=window, boundless=True, fill_value=0).transpose(1, 2, 0).astype(np.float32))
+    both = np.concatenate([c.reshape(-1, 3) for c in crops])
+    limits = np.percentile(both[both.sum(-1) > 0], [2, 98], axis=0) if (both.sum(-1) > 0).any() else None
+    fig, axes = plt.subplots(1, 2, figsize=(4.4, 2.4))
+    extent = (window_bounds[0], window_bounds[2], window_bounds[1], window_bounds[3])
+    for ax, crop, label in zip(axes, crops, (before, after)):
+        ax.imshow(stretch(crop, limits=limits) if limits is not None else crop, extent=extent)
+        gpd.GeoSeries([geometry]).boundary.plot(ax=ax, color="#ff2d2d", linewidth=1.0)
+        ax.set_title(label, fontsize=9)
+        ax.set_axis_off()
+    fig.tight_layout(pad=0.3)
+    save_figure(fig, path, dpi=100)
+    plt.close(fig)
+    return Path(path)

@@ -1,0 +1,520 @@
+"""Monitoring over time: the region scan for each period, the mining scar inside detections, change
+between periods, hectares per zone and alerts of new mining.
+
+For each period of ``monitoring.periods`` the composite is scanned with one model (the scan's fast
+path, finished tiles cached), detections are drawn as in notebook 05, and then:
+
+- **scar** (:func:`scar_mask`): a detection marks 48 px windows (23 ha each), far more than the
+  mine inside them. The scar is delineated pixel by pixel inside the detections: bare ground
+  (NDVI below ``scar_ndvi``) and open water (NDWI above 0), minus clouds, keeping only connected
+  patches that lie mostly inside the detections (a river, a road or a large farm runs on outside
+  them and is not mining). The window model says *where* there is mining, the spectra *which
+  pixels* are its ground: this needs no pixel labels, which the real training data does not have.
+- **change** (:func:`change_classes`): each scar patch of a period against everything mapped
+  before it: ``new`` (nothing mapped there before), ``expanded`` (grew by at least
+  ``min_change_ha``), ``persisting``; and what was mapped in the previous period and is gone:
+  ``receded``. A tolerance of ``tolerance_px`` pixels absorbs the jitter of edges between periods.
+- **zones** (:func:`zone_statistics`): hectares per zone and period, computed in an equal-area CRS.
+- **alerts** (:func:`alerts`): the newest period's new and expanded mining, largest first, with its
+  zone, the nearest OSM river or road, and a before/after thumbnail.
+
+Outputs go to ``reports/<profile>/monitoring/`` (GeoJSON in WGS 84, CSV, PNG); every file is
+written atomically, and a rerun reuses each period's finished scan.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import rasterio
+from rasterio.features import rasterize, shapes
+from scipy import ndimage
+from shapely.geometry import shape
+
+from asgm.atomic import atomic_path, plain_name
+from asgm.errors import AsgmError, InputFileError
+from asgm.regions import WGS84
+
+#: Equal-area CRS for hectares (WGS 84 / NSIDC EASE-Grid 2.0 Global): areas stay right across UTM zones.
+EQUAL_AREA = "EPSG:6933"
+CHANGE_CLASSES = ("new", "expanded", "persisting", "receded")
+EIGHT = np.ones((3, 3), dtype=bool)
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A raster's pixel grid."""
+
+    transform: rasterio.Affine
+    crs: rasterio.crs.CRS
+    shape: tuple[int, int]
+
+    @property
+    def pixel_ha(self) -> float:
+        return abs(self.transform.a * self.transform.e) / 1e4
+
+
+def read_reflectance(raster: str | Path, bands: tuple[str, ...], scale: float, raster_bands: tuple[str, ...] | None = None) -> tuple[dict[str, np.ndarray], Grid]:
+    """Named bands of a raster as reflectance (value / ``scale``; no data → NaN), and its grid."""
+    raster = Path(raster)
+    with rasterio.open(raster) as src:
+        names = list(raster_bands) if raster_bands else list(src.descriptions)
+        missing = [b for b in bands if b not in names]
+        if missing:
+            raise InputFileError(raster, f"lacks band(s) {missing} needed to delineate scars; it has {names}",
+                                 "give a raster with named bands B2 B3 B4 B8 (or name them with imagery.raster_bands)")
+        nodata = src.nodata if src.nodata is not None else 0
+        out = {}
+        for b in bands:
+            values = src.read(names.index(b) + 1).astype(np.float32)
+            out[b] = np.where(values == nodata, np.nan, values / scale)
+        return out, Grid(src.transform, src.crs, (src.height, src.width))
+
+
+def scar_mask(reflectance: dict[str, np.ndarray], footprint: np.ndarray, ndvi_max: float = 0.25, cloud_blue: float = 0.3,
+              inside_share: float = 0.5, min_pixels: int = 3, max_elongation: float | None = 5.0) -> np.ndarray:
+    """Pixels of mining scar inside detection footprints (see the module's description).
+
+    Parameters
+    ----------
+    reflectance
+        B2, B3, B4, B8 as reflectance (top of atmosphere or surface).
+    footprint
+        Boolean raster: the detected windows.
+    ndvi_max
+        Bare ground is below this NDVI.
+    cloud_blue
+        Clouds are brighter than this in B2.
+    inside_share
+        A connected patch of bare ground or of water counts only when at least this share of it lies
+        inside the footprint.
+    min_pixels
+        Smaller patches (noise, single mixed pixels) are dropped.
+    """
+    b2, b3, b4, b8 = (reflectance[b] for b in ("B2", "B3", "B4", "B8"))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ndvi = (b8 - b4) / (b8 + b4)
+        ndwi = (b3 - b8) / (b3 + b8)
+    clear = np.isfinite(ndvi) & (b2 < cloud_blue)
+    water = clear & (ndwi > 0)
+    bare = clear & ~water & (ndvi < ndvi_max)
+    scar = np.zeros(footprint.shape, dtype=bool)
+    for cover in (bare, water):
+        labels, n = ndimage.label(cover, structure=EIGHT)
+        if not n:
+            continue
+        size = np.bincount(labels.ravel(), minlength=n + 1)
+        inside = np.bincount(labels.ravel(), weights=footprint.ravel(), minlength=n + 1)
+        keep = (inside >= inside_share * size) & (size >= min_pixels)
+        if max_elongation is not None:
+            # area against the disc of its widest point: about 1 for a pond or a pit, large for a
+            # stream, a road or a riverbank
+            radius = ndimage.maximum(ndimage.distance_transform_edt(np.pad(cover, 1))[1:-1, 1:-1], labels, np.arange(n + 1))
+            keep &= size <= max_elongation * np.pi * np.maximum(radius, 1) ** 2
+        keep[0] = False
+        scar |= keep[labels] & footprint
+    return scar
+
+
+def footprint_mask(found: gpd.GeoDataFrame, grid: Grid) -> np.ndarray:
+    """Detections burned on ``grid`` (every pixel whose centre is inside one)."""
+    if not len(found):
+        return np.zeros(grid.shape, dtype=bool)
+    geoms = found.to_crs(grid.crs).geometry
+    return rasterize([(g, 1) for g in geoms], out_shape=grid.shape, transform=grid.transform, dtype=np.uint8).astype(bool)
+
+
+def mask_polygons(mask: np.ndarray, grid: Grid, values: dict[str, np.ndarray] | None = None) -> gpd.GeoDataFrame:
+    """Connected patches (8-connected) of a boolean raster as polygons with their area in hectares;
+    ``values`` (name → raster) adds each patch's maximum of each raster."""
+    labels, n = ndimage.label(mask, structure=EIGHT)
+    columns = ["area_ha", *(values or {})]
+    if not n:
+        return gpd.GeoDataFrame(columns=columns, geometry=[], crs=grid.crs)
+    index = np.arange(1, n + 1)
+    data = {"area_ha": np.round(ndimage.sum(mask, labels, index) * grid.pixel_ha, 3)}
+    for name, raster in (values or {}).items():
+        data[name] = np.round(ndimage.maximum(raster, labels, index), 4)
+    parts: dict[int, list] = {}
+    for geom, value in shapes(labels.astype(np.int32), mask=mask, transform=grid.transform, connectivity=8):
+        parts.setdefault(int(value), []).append(shape(geom))
+    geometry = [gpd.GeoSeries(parts[i]).union_all() for i in index]
+    return gpd.GeoDataFrame(data, geometry=geometry, crs=grid.crs)
+
+
+def confidence_raster(found: gpd.GeoDataFrame, grid: Grid) -> np.ndarray:
+    """Each pixel's highest detection confidence (0 outside detections)."""
+    out = np.zeros(grid.shape, dtype=np.float32)
+    if len(found):
+        order = found.sort_values("max_confidence")  # later shapes are burned on top: the highest wins
+        rasterize(zip(order.to_crs(grid.crs).geometry, order["max_confidence"].astype(float)), out=out, transform=grid.transform)
+    return out
+
+
+def change_classes(current: np.ndarray, previous: np.ndarray | None, before: np.ndarray | None, pixel_ha: float,
+                   min_change_ha: float = 0.5, tolerance_px: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """Classify a period's scar against the previous period's (``previous``) and everything mapped
+    before it (``before``, the cumulative footprint up to the previous period).
+
+    Returns
+    -------
+    (classes, new)
+        ``classes``: per pixel 0 (none) or 1 + the index in :data:`CHANGE_CLASSES` (the receded class
+        marks what was in ``previous`` and is gone); every pixel of one current patch has the patch's
+        class, except new patches smaller than ``min_change_ha`` (0: too small to report). ``new``: the pixels mapped for the first time (beyond the tolerance).
+    """
+    classes = np.zeros(current.shape, dtype=np.uint8)
+    if before is None:
+        classes[current] = 1 + CHANGE_CLASSES.index("new")
+        return classes, current.copy()
+    grown = ndimage.binary_dilation(before, EIGHT, iterations=tolerance_px) if tolerance_px else before
+    # New pixels, cleaned of isolated edge pixels (jitter, mixed pixels) by an opening.
+    new = ndimage.binary_opening(current & ~grown, EIGHT) & current
+    labels, n = ndimage.label(current, structure=EIGHT)
+    if n:
+        index = np.arange(1, n + 1)
+        touches_before = ndimage.maximum(grown, labels, index).astype(bool)
+        new_ha = ndimage.sum(new, labels, index) * pixel_ha
+        area_ha = ndimage.sum(current, labels, index) * pixel_ha
+        kind = np.where(~touches_before, np.where(area_ha >= min_change_ha, 1 + CHANGE_CLASSES.index("new"), 0),
+                        np.where(new_ha >= min_change_ha, 1 + CHANGE_CLASSES.index("expanded"), 1 + CHANGE_CLASSES.index("persisting")))
+        classes[current] = np.concatenate([[0], kind])[labels[current]]
+        # A patch that is new as a whole is new everywhere; an expanded one only where it grew; new
+        # patches smaller than min_change_ha are left out of the change products (flicker, noise).
+        new &= np.isin(labels, index[(kind != 1 + CHANGE_CLASSES.index("persisting")) & (kind != 0)])
+    if previous is not None:
+        kept = ndimage.binary_dilation(current, EIGHT, iterations=tolerance_px) if tolerance_px else current
+        gone = ndimage.binary_opening(previous & ~kept, EIGHT)
+        labels, n = ndimage.label(gone, structure=EIGHT)
+        if n:
+            big = ndimage.sum(gone, labels, np.arange(1, n + 1)) * pixel_ha >= min_change_ha
+            classes[np.isin(labels, np.flatnonzero(big) + 1) & (classes == 0)] = 1 + CHANGE_CLASSES.index("receded")
+    return classes, new
+
+
+def change_polygons(classes: np.ndarray, new: np.ndarray, first_seen: np.ndarray, confidence: np.ndarray, grid: Grid,
+                    periods: tuple[str, ...]) -> gpd.GeoDataFrame:
+    """Polygons of :func:`change_classes`' output: ``change``, ``area_ha``, ``new_ha`` (mapped for
+    the first time), ``first_seen`` (the earliest period of any of its pixels) and ``confidence``."""
+    frames = []
+    for i, name in enumerate(CHANGE_CLASSES):
+        mask = classes == i + 1
+        if not mask.any():
+            continue
+        # the earliest period is the largest of 255 - index (255: never seen)
+        gdf = mask_polygons(mask, grid, {"confidence": confidence, "first": (255 - first_seen.astype(np.int32)).astype(np.float32)})
+        labels, n = ndimage.label(mask, structure=EIGHT)
+        gdf["new_ha"] = np.round(ndimage.sum(new, labels, np.arange(1, n + 1)) * grid.pixel_ha, 3)
+        gdf["first_seen"] = [periods[255 - int(v)] if v > 0 else None for v in gdf.pop("first")]
+        gdf = gdf[["area_ha", "new_ha", "confidence", "first_seen", "geometry"]]
+        gdf.insert(0, "change", name)
+        frames.append(gdf)
+    if not frames:
+        return gpd.GeoDataFrame(columns=["change", "area_ha", "new_ha", "confidence", "first_seen"], geometry=[], crs=grid.crs)
+    return gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), crs=grid.crs)
+
+
+def zone_statistics(scars: dict[str, gpd.GeoDataFrame], zones: gpd.GeoDataFrame, name_column: str = "name") -> pd.DataFrame:
+    """Hectares of scar per zone and period, the cumulative footprint and the change from the
+    previous period, computed in an equal-area CRS (:data:`EQUAL_AREA`).
+
+    Parameters
+    ----------
+    scars
+        Period name → scar polygons (any CRS), oldest first.
+    zones
+        Named polygons (protected areas, indigenous territories, municipalities; they may overlap).
+
+    Returns
+    -------
+    DataFrame
+        One row per zone and period: ``zone``, ``period``, ``mining_ha``, ``cumulative_ha``, ``change_ha``.
+    """
+    if name_column not in zones:
+        raise AsgmError(f"the zones have no {name_column!r} column (columns: {list(zones.columns)})\n"
+                        f"  How to fix: give each zone a {name_column} property")
+    zones = zones.to_crs(EQUAL_AREA)
+    rows = []
+    cumulative = None
+    previous = {}
+    for period, scar in scars.items():
+        union = scar.to_crs(EQUAL_AREA).union_all() if len(scar) else None
+        cumulative = union if cumulative is None else (cumulative if union is None else cumulative.union(union))
+        for zone, geometry in zip(zones[name_column], zones.geometry):
+            mining = union.intersection(geometry).area / 1e4 if union is not None else 0.0
+            total = cumulative.intersection(geometry).area / 1e4 if cumulative is not None else 0.0
+            rows.append({"zone": zone, "period": period, "mining_ha": round(mining, 3), "cumulative_ha": round(total, 3),
+                         "change_ha": round(mining - previous[zone], 3) if zone in previous else np.nan})
+            previous[zone] = mining
+    return pd.DataFrame(rows)
+
+
+@dataclass
+class MonitoringResult:
+    """What :func:`run_monitoring` wrote and measured (paths under ``out_dir``)."""
+
+    out_dir: Path
+    periods: tuple[str, ...]
+    rasters: dict[str, Path]
+    model_dir: Path
+    threshold: float
+    #: Per period: detections (windows above threshold), scar polygons, change polygons.
+    detections: dict[str, gpd.GeoDataFrame]
+    scars: dict[str, gpd.GeoDataFrame]
+    changes: dict[str, gpd.GeoDataFrame]
+    cumulative: gpd.GeoDataFrame
+    summary: pd.DataFrame
+    zones: gpd.GeoDataFrame | None
+    zone_table: pd.DataFrame | None
+    alerts: gpd.GeoDataFrame
+    #: Against the demo's ground truth (None for real profiles).
+    evaluation: pd.DataFrame | None
+    seconds: dict[str, float]
+
+
+def period_rasters(cfg, progress: bool = True):
+    """The composite of each monitoring period: generated for the demo (a SYNTHETIC history, with
+    its ground truth), ``raster`` for local profiles, exported for Earth Engine and STAC (cached under
+    ``data/cache/monitoring/<profile>/``, resumable).
+
+    Returns
+    -------
+    (rasters, history)
+        Period name → GeoTIFF, and the demo history (None for real sources).
+    """
+    from asgm.imagery import open_source
+    from asgm.imagery.demo_history import ensure_demo_history
+    from asgm.imagery.remote import export_composite
+    from asgm.regions import read_boundary
+
+    periods = cfg.monitoring.periods
+    if not periods:
+        raise AsgmError(f"the profile {cfg.name!r} has no monitoring periods\n"
+                        f"  How to fix: add a monitoring section with at least two periods to {cfg.source_file} (see configs/demo.yaml)")
+    if cfg.imagery.source == "demo":
+        history = ensure_demo_history(cfg.synthetic, tuple(p.name for p in periods), cfg.monitoring.demo_size_km,
+                                      Path(cfg.synthetic.output_dir) / "history", progress)
+        return {p.name: history.composite(p.name) for p in periods}, history
+    if cfg.imagery.source == "local":
+        for p in periods:
+            if not p.raster.is_file():
+                raise InputFileError(p.raster, f"composite of monitoring period {p.name!r} not found", "give an existing GeoTIFF in monitoring.periods[].raster")
+        return {p.name: p.raster for p in periods}, None
+    rasters = {}
+    boundary = read_boundary(cfg.scan.boundary or cfg.region.boundary)
+    for p in periods:
+        path = cfg.cache_dir / "monitoring" / cfg.name / f"{p.name}.tif"
+        if not path.is_file():
+            window = dataclasses.replace(cfg.imagery, date_start=p.date_start, date_end=p.date_end)
+            with open_source(dataclasses.replace(cfg, imagery=window), progress) as source:
+                export_composite(source, boundary, path)
+        rasters[p.name] = path
+    return rasters, None
+
+
+def monitoring_model(cfg) -> Path:
+    """``monitoring.model``, else the model notebook 05 scanned with."""
+    name = cfg.monitoring.model or cfg.scan.model
+    candidates = [name] if name else ["s2_osm", "scan_cnn"]
+    for candidate in candidates:
+        path = cfg.models_dir / plain_name(candidate, "monitoring.model")
+        if (path / "model.keras").is_file() and (name or _is_scan_cnn(path)):
+            return path
+    raise InputFileError(cfg.models_dir / candidates[-1], "no trained scan model",
+                         "run notebook 05 (make scan) first, or name a trained model in monitoring.model")
+
+
+def _is_scan_cnn(model_dir: Path) -> bool:
+    import json
+
+    config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    return config.get("training", {}).get("architecture") == "scan_cnn"
+
+
+def run_monitoring(cfg, progress: bool = True) -> MonitoringResult:
+    """Scan every period, delineate scars, classify change, sum hectares per zone, write alerts
+    (see the module's description). Each period's scan is reused when it is already on disk."""
+    import time
+
+    from asgm.predict import load_trained_model
+    from asgm.scan import detections, scan_region, write_detections
+
+    timer = {"start": time.perf_counter()}
+    mo, sc = cfg.monitoring, cfg.scan
+    rasters, history = period_rasters(cfg, progress)
+    timer["rasters"] = time.perf_counter()
+    names = tuple(rasters)
+    model_dir = monitoring_model(cfg)
+    trained = load_trained_model(model_dir)
+    threshold = next(t for t in (mo.threshold, sc.threshold, trained.threshold) if t is not None)
+    isolated = mo.isolated_threshold if mo.isolated_threshold is not None else sc.isolated_threshold
+    uses_osm = any(c in cfg.osm.channels for c in trained.channels)
+    out = cfg.reports_dir / "monitoring"
+    settings = {"threshold": round(float(threshold), 4), "isolated_threshold": isolated, "model": model_dir.name}
+    # A one-worker local cluster per period would load the model and burn OSM again for each period;
+    # in this process they are loaded once and shared by every period.
+    scheduler = "synchronous" if sc.scheduler == "local" and sc.workers == 1 else sc.scheduler
+    found, scars, masks, confidences, grid = {}, {}, {}, {}, None
+    for name, raster in rasters.items():
+        result = scan_region(model_dir, raster, out / name, stride=sc.stride, tile_px=sc.tile_px,
+                             osm_features=cfg.osm_features_path if uses_osm else None, fast=sc.fast, scheduler=scheduler,
+                             workers=sc.workers, max_nodata_fraction=cfg.patches.max_nodata_fraction,
+                             raster_bands=cfg.imagery.raster_bands if cfg.imagery.source == "local" else None, progress=progress)
+        found[name] = detections(result.probability, threshold, isolated, sc.isolated_neighbours, sc.isolated_distance_m)
+        write_detections(found[name].assign(period=name, **settings), out / name / "detections.geojson")
+        reflectance, period_grid = read_reflectance(raster, ("B2", "B3", "B4", "B8"), cfg.imagery.scale,
+                                                    cfg.imagery.raster_bands if cfg.imagery.source == "local" else None)
+        if grid is not None and (period_grid.shape != grid.shape or period_grid.transform != grid.transform or period_grid.crs != grid.crs):
+            raise InputFileError(raster, f"is not on the pixel grid of the first period's composite ({rasters[names[0]]})",
+                                 "export every period over the same boundary and CRS (or warp them to one grid, e.g. gdalwarp -tap)")
+        grid = period_grid
+        masks[name] = scar_mask(reflectance, footprint_mask(found[name], grid), ndvi_max=mo.scar_ndvi)
+        confidences[name] = confidence_raster(found[name], grid)
+        scars[name] = mask_polygons(masks[name], grid, {"confidence": confidences[name]})
+        write_detections(scars[name].assign(period=name, **settings), out / name / "scar.geojson")
+        _write_mask(out / name / "scar.tif", masks[name], grid)
+    timer["scan"] = time.perf_counter()
+    changes, first_seen, before = {}, np.full(grid.shape, 255, dtype=np.uint8), None
+    for k, name in enumerate(names):
+        first_seen[masks[name] & (first_seen == 255)] = k
+        previous = masks[names[k - 1]] if k else None
+        classes, new = change_classes(masks[name], previous, before, grid.pixel_ha, mo.min_change_ha)
+        changes[name] = change_polygons(classes, new, first_seen, np.maximum(confidences[name], confidences[names[k - 1]] if k else 0), grid, names)
+        write_detections(changes[name].assign(period=name, **settings), out / name / "change.geojson")
+        before = masks[name] if before is None else before | masks[name]
+    cumulative = mask_polygons(before, grid, {"first": (255 - first_seen.astype(np.int32)).astype(np.float32)})
+    cumulative["first_seen"] = [names[255 - int(v)] for v in cumulative.pop("first")]
+    write_detections(cumulative.assign(since=names[0], until=names[-1], **settings), out / "cumulative.geojson")
+    summary = pd.DataFrame({
+        "detections": [len(found[n]) for n in names],
+        "detected_ha": [round(found[n]["area_ha"].sum(), 1) for n in names],
+        "scar_ha": [round(masks[n].sum() * grid.pixel_ha, 2) for n in names],
+        "new_ha": [round(changes[n].loc[changes[n]["change"].isin(["new", "expanded"]), "new_ha"].sum(), 2) for n in names],
+        "receded_ha": [round(changes[n].loc[changes[n]["change"] == "receded", "area_ha"].sum(), 2) for n in names],
+    }, index=pd.Index(names, name="period"))
+    _write_csv(summary, out / "summary.csv")
+    zones_path = mo.zones or (history.zones if history is not None else None)
+    zones = zone_table = None
+    if zones_path is not None:
+        if not Path(zones_path).is_file():
+            raise InputFileError(zones_path, "zones file not found", "give a GeoJSON of named polygons in monitoring.zones, or null for none")
+        zones = gpd.read_file(zones_path)
+        zone_table = zone_statistics(scars, zones)
+        _write_csv(zone_table, out / "zones.csv", index=False)
+    timer["products"] = time.perf_counter()
+    features = None
+    if cfg.osm_features_path.is_file():
+        from asgm.osm import read_features
+
+        features = read_features(cfg.osm_features_path)
+    newest = alerts(changes[names[-1]], zones, features, rasters[names[-2]], rasters[names[-1]], out / "alerts", names[-2], names[-1])
+    write_detections(newest.assign(**settings), out / "alerts.geojson")
+    evaluation = evaluate_history(history, masks, changes, grid) if history is not None else None
+    if evaluation is not None:
+        _write_csv(evaluation, out / "evaluation.csv")
+    timer["alerts"] = time.perf_counter()
+    steps = list(timer)
+    seconds = {b: round(timer[b] - timer[a], 1) for a, b in zip(steps, steps[1:])}
+    return MonitoringResult(out, names, rasters, model_dir, float(threshold), found, scars, changes, cumulative, summary,
+                            zones, zone_table, newest, evaluation, seconds)
+
+
+def _write_mask(path: Path, mask: np.ndarray, grid: Grid) -> None:
+    profile = {"driver": "GTiff", "width": grid.shape[1], "height": grid.shape[0], "count": 1, "dtype": "uint8", "crs": grid.crs,
+               "transform": grid.transform, "tiled": True, "blockxsize": 256, "blockysize": 256, "compress": "deflate", "nodata": 255}
+    with atomic_path(path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
+        dst.write(mask.astype(np.uint8), 1)
+
+
+def _write_csv(table: pd.DataFrame, path: Path, index: bool = True) -> None:
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=index)
+
+
+def alerts(change: gpd.GeoDataFrame, zones: gpd.GeoDataFrame | None, features: gpd.GeoDataFrame | None, before_raster: Path,
+           after_raster: Path, thumbnails: Path, before: str, after: str) -> gpd.GeoDataFrame:
+    """The newest period's new and expanded mining, largest new area first (then most confident),
+    each with the zones it touches, the nearest OSM river or road and a before/after thumbnail PNG."""
+    from asgm.plots import save_before_after
+
+    found = change[change["change"].isin(["new", "expanded"])].sort_values(["new_ha", "confidence"], ascending=False).reset_index(drop=True)
+    found.insert(0, "alert_id", [f"{after}-{i + 1:03d}" for i in range(len(found))])
+    found["zones"] = ""
+    if zones is not None and len(found):
+        local = zones.to_crs(found.crs)
+        found["zones"] = ["; ".join(local.loc[local.intersects(g), "name"].astype(str)) for g in found.geometry]
+    found["nearest_osm"], found["nearest_osm_m"] = "", np.nan
+    if features is not None and len(found):
+        lines = features[features["waterway"].notna() | features["highway"].notna()].to_crs(found.crs)
+        if len(lines):
+            hit, distance = lines.sindex.nearest(found.geometry, return_distance=True, return_all=False)
+            nearest = lines.iloc[hit[1]]
+            found["nearest_osm"] = [(f"waterway={w}" if isinstance(w, str) else f"highway={h}") + (f" ({n})" if isinstance(n, str) else "")
+                                    for w, h, n in zip(nearest["waterway"], nearest["highway"], nearest.get("name", pd.Series([None] * len(nearest))))]
+            found["nearest_osm_m"] = np.round(distance, 0)
+    found["thumbnail"] = [save_before_after(before_raster, after_raster, g, thumbnails / f"{a}.png", before, after).name
+                          for a, g in zip(found["alert_id"], found.geometry)]
+    return found
+
+
+def evaluate_history(history, masks: dict[str, np.ndarray], changes: dict[str, gpd.GeoDataFrame], grid: Grid, tolerance_px: int = 2) -> pd.DataFrame:
+    """Scars and new mining against the SYNTHETIC history's truth, per period.
+
+    ``iou`` and ``area_error`` compare the scar pixels with the true mine ground; for new mining
+    (periods after the first), ``new_recall`` is the share of the sites that opened in the period
+    that a new or expanded polygon covers, and ``new_precision`` the share of new or expanded
+    polygons whose newly mapped pixels lie mostly (half or more) on truly new mine ground (within
+    ``tolerance_px``)."""
+    rows, truth_before = [], None
+    for name, mask in masks.items():
+        with rasterio.open(history.scar(name)) as src:
+            truth = src.read(1).astype(bool)
+        row = {"period": name, "true_ha": round(truth.sum() * grid.pixel_ha, 2), "scar_ha": round(mask.sum() * grid.pixel_ha, 2),
+               "area_error": round(mask.sum() / max(truth.sum(), 1) - 1, 3), "iou": round((mask & truth).sum() / max((mask | truth).sum(), 1), 3)}
+        if truth_before is not None:
+            true_new = ndimage.binary_dilation(truth & ~ndimage.binary_dilation(truth_before, EIGHT, iterations=tolerance_px), EIGHT, iterations=tolerance_px)
+            change = changes[name]
+            mapped = change[change["change"].isin(["new", "expanded"])]
+            sites = gpd.read_file(history.mine_polygons(name)).to_crs(grid.crs)
+            opened = sites[sites["state"] == "new"]
+            new_area = rasterize([(g, 1) for g in mapped.geometry], out_shape=grid.shape, transform=grid.transform, dtype=np.uint8).astype(bool) if len(mapped) else np.zeros(grid.shape, bool)
+            covered = [bool(new_area[rasterize([(g, 1)], out_shape=grid.shape, transform=grid.transform, dtype=np.uint8, all_touched=True).astype(bool)].any()) for g in opened.geometry]
+            correct = [true_new[rasterize([(g, 1)], out_shape=grid.shape, transform=grid.transform, dtype=np.uint8, all_touched=True).astype(bool)].mean() >= 0.5
+                       for g in mapped.geometry]
+            row |= {"new_sites": len(opened), "new_recall": round(float(np.mean(covered)), 3) if covered else np.nan,
+                    "new_polygons": len(mapped), "new_precision": round(float(np.mean(correct)), 3) if correct else np.nan}
+        truth_before = truth if truth_before is None else truth_before | truth
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("period")
+
+
+def main(argv: list[str] | None = None) -> int:
+    from asgm.config import load_profile
+
+    parser = argparse.ArgumentParser(prog="python -m asgm.monitor", description=__doc__.split("\n\n")[0],
+                                     epilog="Outputs: reports/<profile>/monitoring/ (per period: detections, scar, change; cumulative.geojson, "
+                                            "summary.csv, zones.csv, alerts.geojson with alerts/*.png). Run notebooks 01-05 (make scan) first.")
+    parser.add_argument("--profile", default="demo", help="configs/<profile>.yaml (default: demo)")
+    parser.add_argument("--root", default=None, help="project directory (default: found from the working directory)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    args = parser.parse_args(argv)
+
+    try:
+        result = run_monitoring(load_profile(args.profile, root=args.root), progress=not args.no_progress)
+    except AsgmError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(result.summary.to_string())
+    print(f"{len(result.alerts)} alert(s) of new mining in {result.periods[-1]} -> {result.out_dir / 'alerts.geojson'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,201 @@
+"""Monitoring: period settings, change classes, areas per zone, scar delineation, the SYNTHETIC
+history and the alert file."""
+
+import json
+import shutil
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pytest
+import rasterio
+from pyproj import Geod
+from rasterio.transform import from_origin
+from shapely.geometry import Polygon, box
+
+from asgm.config import SyntheticConfig, load_profile
+from asgm.errors import ConfigError
+from asgm.imagery.demo_history import generate_demo_history
+from asgm.monitor import CHANGE_CLASSES, Grid, alerts, change_classes, change_polygons, mask_polygons, scar_mask, zone_statistics
+from tests.conftest import UTM20, write_raster
+
+ROOT = Path(__file__).resolve().parents[1]
+GRID = Grid(from_origin(630_000, 810_000, 10, 10), rasterio.crs.CRS.from_string(UTM20), (60, 60))
+
+
+@pytest.fixture
+def project(tmp_path):
+    (tmp_path / "configs").mkdir()
+    shutil.copy(ROOT / "configs" / "demo.yaml", tmp_path / "configs" / "demo.yaml")
+    return tmp_path
+
+
+def set_periods(project, text):
+    path = project / "configs" / "demo.yaml"
+    yaml = path.read_text()
+    start = yaml.index("  periods:")
+    end = yaml.index("  model: null                   # null: the scan model")
+    path.write_text(yaml[:start] + text + yaml[end:])
+
+
+@pytest.mark.parametrize("periods, message", [
+    ("  periods:\n    - {name: '2021'}\n", "a single period shows no change"),
+    ("  periods:\n    - {name: '2021'}\n    - {name: '2021'}\n", r"periods\[1\].name.*more than one period"),
+    ("  periods:\n    - {name: '../x'}\n    - {name: b}\n", r"periods\[0\].name.*not a plain name"),
+    ("  periods:\n    - {name: a, date_start: 2022-01-01}\n    - {name: b, date_start: 2021-01-01}\n", r"periods\[1\].date_start.*not in time order"),
+    ("  periods:\n    - {name: a, colour: red}\n    - {name: b}\n", r"periods\[0\].colour.*unknown key"),
+    ("  periods: 2021\n", "monitoring.periods.*must be a list"),
+], ids=["one", "duplicate", "path", "order", "key", "type"])
+def test_bad_periods_name_the_setting(project, periods, message):
+    set_periods(project, periods)
+    with pytest.raises(ConfigError, match=f"(?s)demo.yaml.*{message}.*How to fix"):
+        load_profile("demo", root=project)
+
+
+def test_gee_periods_need_date_windows(project):
+    path = project / "configs" / "demo.yaml"
+    path.write_text(path.read_text().replace("source: demo ", "source: gee ").replace("  path: data/demo/demo/s2_l1c_composite.tif\n",
+                    "  date_start: 2023-01-01\n  date_end: 2024-01-01\n"))
+    set_periods(project, "  periods:\n    - {name: a, date_start: 2022-01-01, date_end: 2023-01-01}\n    - {name: b, date_start: 2023-01-01}\n")
+    with pytest.raises(ConfigError, match=r"(?s)periods\[1\].date_start/date_end.*ISO dates"):
+        load_profile("demo", root=project)
+
+
+def test_shipped_periods_load():
+    cfg = load_profile("demo", root=ROOT)
+    assert [p.name for p in cfg.monitoring.periods] == ["2021", "2022", "2023", "2024"]
+    assert cfg.monitoring.periods[0].date_start == "2021-01-01"
+
+
+def square(mask, row, col, side):
+    mask[row:row + side, col:col + side] = True
+    return mask
+
+
+def test_change_classes_on_hand_built_footprints():
+    pixel_ha = GRID.pixel_ha  # 0.01 ha
+    empty = np.zeros(GRID.shape, dtype=bool)
+    before = square(square(square(empty.copy(), 2, 2, 8), 2, 30, 8), 40, 40, 10)  # A, B, C
+    current = square(square(empty.copy(), 2, 2, 8), 2, 30, 16)  # A persists, B grows, C is gone
+    current = square(current, 40, 5, 9)  # D is new
+    classes, new = change_classes(current, before, before, pixel_ha, min_change_ha=0.5, tolerance_px=1)
+    name = {i + 1: c for i, c in enumerate(CHANGE_CLASSES)}
+    assert name[classes[5, 5]] == "persisting"
+    assert name[classes[5, 35]] == "expanded" and name[classes[15, 40]] == "expanded"
+    assert name[classes[45, 45]] == "receded"
+    assert name[classes[44, 9]] == "new"
+    assert not new[5, 5] and new[15, 40] and new[44, 9] and not new[45, 45]
+    # the first period: everything is new; a small new patch is below the reporting size
+    first, _ = change_classes(current, None, None, pixel_ha)
+    assert set(np.unique(first)) == {0, 1 + CHANGE_CLASSES.index("new")}
+    tiny = square(empty.copy(), 40, 5, 3)
+    assert not change_classes(tiny, empty, empty, pixel_ha, min_change_ha=0.5)[0].any()
+
+
+def test_change_polygons_carry_area_first_period_and_confidence():
+    empty = np.zeros(GRID.shape, dtype=bool)
+    before = square(empty.copy(), 2, 2, 10)
+    current = square(empty.copy(), 2, 2, 20)
+    first_seen = np.full(GRID.shape, 255, dtype=np.uint8)
+    first_seen[before] = 0
+    first_seen[current & (first_seen == 255)] = 1
+    classes, new = change_classes(current, before, before, GRID.pixel_ha, tolerance_px=0)
+    confidence = np.where(current, 0.8, 0).astype(np.float32)
+    gdf = change_polygons(classes, new, first_seen, confidence, GRID, ("2023", "2024"))
+    assert list(gdf["change"]) == ["expanded"]
+    row = gdf.iloc[0]
+    assert row["area_ha"] == pytest.approx(4.0) and row["new_ha"] == pytest.approx(3.0)
+    assert row["first_seen"] == "2023" and row["confidence"] == pytest.approx(0.8)
+    assert gdf.geometry.iloc[0].area == pytest.approx(4.0e4)
+
+
+def test_zone_statistics_in_hectares_across_a_utm_zone_boundary():
+    # A zone straddling the UTM zone 19/20 boundary (66° W) at 7° N, and scars on both sides.
+    zone = box(-66.05, 7.0, -65.95, 7.1)
+    scars = {"2023": gpd.GeoDataFrame(geometry=[box(-66.04, 7.01, -66.02, 7.03)], crs=4326),
+             "2024": gpd.GeoDataFrame(geometry=[box(-66.04, 7.01, -66.02, 7.03), box(-65.99, 7.05, -65.97, 7.06)], crs=4326)}
+    table = zone_statistics(scars, gpd.GeoDataFrame({"name": ["zone"]}, geometry=[zone], crs=4326))
+    geod = Geod(ellps="WGS84")
+
+    def hectares(geometry):
+        return abs(geod.geometry_area_perimeter(geometry)[0]) / 1e4
+
+    first, second = hectares(scars["2023"].geometry[0]), hectares(scars["2024"].geometry[1])
+    rows = table.set_index("period")
+    assert rows.loc["2023", "mining_ha"] == pytest.approx(first, rel=1e-3)
+    assert rows.loc["2024", "mining_ha"] == pytest.approx(first + second, rel=1e-3)
+    assert rows.loc["2024", "change_ha"] == pytest.approx(second, rel=1e-3)
+    assert rows.loc["2024", "cumulative_ha"] == pytest.approx(first + second, rel=1e-3)
+    assert np.isnan(rows.loc["2023", "change_ha"])
+
+
+def scene(scar_side=20, river_rows=(0, 6)):
+    """Reflectance of forest with a square mine scar (bare ground and a pond) and a river across."""
+    shape = GRID.shape
+    refl = {"B2": np.full(shape, 0.09), "B3": np.full(shape, 0.09), "B4": np.full(shape, 0.05), "B8": np.full(shape, 0.30)}
+    mine = square(np.zeros(shape, dtype=bool), 25, 25, scar_side)
+    pond = square(np.zeros(shape, dtype=bool), 30, 30, 5)
+    river = np.zeros(shape, dtype=bool)
+    river[river_rows[0]:river_rows[1]] = True
+    for mask, values in ((mine, (0.17, 0.19, 0.29, 0.33)), (pond, (0.10, 0.12, 0.08, 0.06)), (river, (0.11, 0.12, 0.13, 0.08))):
+        for b, v in zip(("B2", "B3", "B4", "B8"), values):
+            refl[b] = np.where(mask, v, refl[b])
+    return {b: v.astype(np.float32) for b, v in refl.items()}, mine
+
+
+def test_scar_is_the_bare_ground_and_ponds_inside_detections():
+    refl, mine = scene()
+    footprint = square(np.zeros(GRID.shape, dtype=bool), 2, 15, 45)  # a detected window over the mine and part of the river
+    scar = scar_mask(refl, footprint)
+    assert scar.sum() == mine.sum()  # 4 ha: the river, long and narrow, is left out
+    assert (scar == mine).all()
+    polygons = mask_polygons(scar, GRID)
+    assert polygons["area_ha"].sum() == pytest.approx(4.0)
+    # Outside detections nothing is scar, and clouds never are.
+    assert not scar_mask(refl, np.zeros(GRID.shape, dtype=bool)).any()
+    cloudy = dict(refl, B2=np.where(mine, 0.5, refl["B2"]).astype(np.float32))
+    assert not (scar_mask(cloudy, footprint) & mine & (refl["B3"] > 0.15)).any()
+    # A patch of bare ground mostly outside the detections (a farm the window only grazes) is left out.
+    assert not scar_mask(refl, square(np.zeros(GRID.shape, dtype=bool), 25, 25, 8)).any()
+
+
+def test_history_is_deterministic_and_mines_only_appear_grow_or_revegetate(tmp_path):
+    cfg = SyntheticConfig(output_dir=tmp_path / "region", seed=5, size_km=3, n_mine_sites=12, mines_per_cluster=2, n_curated_negatives=10)
+    a = generate_demo_history(cfg, ("p1", "p2", "p3"), 2, tmp_path / "a", progress=False)
+    b = generate_demo_history(cfg, ("p1", "p2", "p3"), 2, tmp_path / "b", progress=False)
+    for period in a.periods:
+        for path in (a.composite(period), a.scar(period)):
+            with rasterio.open(path) as x, rasterio.open(b.directory / path.relative_to(a.directory)) as y:
+                assert np.array_equal(x.read(), y.read())
+    with rasterio.open(a.composite("p1")) as first, rasterio.open(a.composite("p3")) as last:
+        assert first.shape == (200, 200) and not np.array_equal(first.read(2), last.read(2))  # clouds and noise differ
+    sites = {p: gpd.read_file(a.mine_polygons(p)).set_index("site_id") for p in a.periods}
+    assert set(sites["p1"].index) <= set(sites["p2"].index) <= set(sites["p3"].index)
+    assert (sites["p2"].loc[sites["p2"]["state"] == "new", "onset"] == "p2").all()
+    meta = json.loads(a.metadata.read_text())
+    assert meta["synthetic"] and set(meta["counts"]) == {"p1", "p2", "p3"}
+    zones = gpd.read_file(a.zones)
+    assert len(zones) == 3 and zones["name"].str.contains("SYNTHETIC").all()
+
+
+def test_alerts_schema_sorted_with_zone_osm_and_thumbnail(tmp_path):
+    data = np.full((12, 60, 60), 900, dtype=np.uint16)
+    before = write_raster(tmp_path / "before.tif", data)
+    data[:, 20:40, 20:40] = 2500
+    after = write_raster(tmp_path / "after.tif", data)
+    x0, y0 = 630_000, 810_000
+    change = gpd.GeoDataFrame({"change": ["new", "persisting", "expanded"], "area_ha": [1.0, 3.0, 4.0], "new_ha": [1.0, 0.0, 2.0],
+                               "confidence": [0.9, 0.8, 0.7], "first_seen": ["2024", "2023", "2023"]},
+                              geometry=[box(x0 + 200, y0 - 400, x0 + 300, y0 - 300), box(x0, y0 - 100, x0 + 100, y0), box(x0 + 350, y0 - 550, x0 + 550, y0 - 350)],
+                              crs=UTM20)
+    zones = gpd.GeoDataFrame({"name": ["park"]}, geometry=[box(x0, y0 - 600, x0 + 320, y0)], crs=UTM20)
+    features = gpd.GeoDataFrame({"waterway": ["river", None], "highway": [None, "track"], "name": ["Río", None]},
+                                geometry=[Polygon([(x0, y0 - 590), (x0 + 600, y0 - 590), (x0 + 600, y0 - 580), (x0, y0 - 580)]).boundary,
+                                          box(x0 + 240, y0 - 200, x0 + 250, y0 - 100).boundary], crs=UTM20)
+    found = alerts(change, zones, features, before, after, tmp_path / "alerts", "2023", "2024")
+    assert list(found["alert_id"]) == ["2024-001", "2024-002"] and list(found["change"]) == ["expanded", "new"]
+    assert list(found["zones"]) == ["", "park"]
+    assert found["nearest_osm"].iloc[0] == "waterway=river (Río)" and found["nearest_osm_m"].iloc[0] == pytest.approx(30)
+    assert found["nearest_osm"].iloc[1] == "highway=track"
+    for name in found["thumbnail"]:
+        assert (tmp_path / "alerts" / name).stat().st_size > 1000
