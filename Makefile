@@ -22,9 +22,9 @@ GRID_SETTINGS := --set 'experiments.groups=[osm, single_osm, leave_one_out, patc
 endif
 PAPERMILL := $(PY) -m asgm.notebooks --kernel asgm --cwd notebooks -f $(CONFIG)
 
-.PHONY: setup all osm patches train analysis scan test html clean
+.PHONY: setup all osm patches train analysis scan monitor test html clean
 
-all: setup osm patches train analysis scan
+all: setup osm patches train analysis scan monitor
 
 setup: $(STAMP)
 
@@ -40,6 +40,7 @@ patches: $(REPORTS)/02_patch_generation.ipynb
 train: $(REPORTS)/03_train_model.ipynb
 analysis: $(REPORTS)/04_results_analysis.ipynb
 scan: $(REPORTS)/05_region_scan.ipynb
+monitor: $(REPORTS)/06_monitoring.ipynb
 
 $(REPORTS)/01_osm_features.ipynb: notebooks/01_osm_features.ipynb $(CONFIG) $(SRC) | $(STAMP)
 $(REPORTS)/02_patch_generation.ipynb: notebooks/02_patch_generation.ipynb $(REPORTS)/01_osm_features.ipynb $(CONFIG) $(SRC) | $(STAMP)
@@ -53,6 +54,7 @@ $(REPORTS)/.grid-%:
 	@rm -f $(REPORTS)/.grid-*
 	@touch $@
 $(REPORTS)/05_region_scan.ipynb: notebooks/05_region_scan.ipynb $(REPORTS)/03_train_model.ipynb $(CONFIG) $(SRC) | $(STAMP)
+$(REPORTS)/06_monitoring.ipynb: notebooks/06_monitoring.ipynb $(REPORTS)/05_region_scan.ipynb $(CONFIG) $(SRC) | $(STAMP)
 
 # A notebook is written under a temporary name and renamed only when every cell ran, so a failed
 # run is never mistaken for an up-to-date one (the failed copy stays as *.partial.ipynb to inspect).

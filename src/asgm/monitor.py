@@ -79,7 +79,7 @@ def read_reflectance(raster: str | Path, bands: tuple[str, ...], scale: float, r
 
 
 def scar_mask(reflectance: dict[str, np.ndarray], footprint: np.ndarray, ndvi_max: float = 0.25, cloud_blue: float = 0.3,
-              inside_share: float = 0.5, min_pixels: int = 3, max_elongation: float | None = 5.0) -> np.ndarray:
+              inside_share: float = 0.5, min_pixels: int = 3, max_elongation: float | None = 5.0, pond_distance_px: int | None = 5) -> np.ndarray:
     """Pixels of mining scar inside detection footprints (see the module's description).
 
     Parameters
@@ -97,6 +97,13 @@ def scar_mask(reflectance: dict[str, np.ndarray], footprint: np.ndarray, ndvi_ma
         inside the footprint.
     min_pixels
         Smaller patches (noise, single mixed pixels) are dropped.
+    max_elongation
+        Patches whose area exceeds this many discs of their widest point's radius are long and narrow
+        (streams, rivers, roads, riverbanks) and are dropped.
+    pond_distance_px
+        Bare ground counts only within this many pixels of a pond kept as scar: alluvial gold mining
+        works with water, so its pits hold ponds, while ploughed fields, clearings and roads do not.
+        None: bare ground counts anywhere in a detection.
     """
     b2, b3, b4, b8 = (reflectance[b] for b in ("B2", "B3", "B4", "B8"))
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -105,22 +112,32 @@ def scar_mask(reflectance: dict[str, np.ndarray], footprint: np.ndarray, ndvi_ma
     clear = np.isfinite(ndvi) & (b2 < cloud_blue)
     water = clear & (ndwi > 0)
     bare = clear & ~water & (ndvi < ndvi_max)
-    scar = np.zeros(footprint.shape, dtype=bool)
-    for cover in (bare, water):
-        labels, n = ndimage.label(cover, structure=EIGHT)
-        if not n:
-            continue
-        size = np.bincount(labels.ravel(), minlength=n + 1)
-        inside = np.bincount(labels.ravel(), weights=footprint.ravel(), minlength=n + 1)
-        keep = (inside >= inside_share * size) & (size >= min_pixels)
-        if max_elongation is not None:
-            # area against the disc of its widest point: about 1 for a pond or a pit, large for a
-            # stream, a road or a riverbank
-            radius = ndimage.maximum(ndimage.distance_transform_edt(np.pad(cover, 1))[1:-1, 1:-1], labels, np.arange(n + 1))
-            keep &= size <= max_elongation * np.pi * np.maximum(radius, 1) ** 2
-        keep[0] = False
-        scar |= keep[labels] & footprint
-    return scar
+    ponds = _kept_patches(water, footprint, inside_share, min_pixels, max_elongation)
+    ground = _kept_patches(bare, footprint, inside_share, min_pixels, max_elongation)
+    if pond_distance_px is not None:
+        near = ndimage.binary_dilation(ponds, EIGHT, iterations=pond_distance_px) if ponds.any() else ponds
+        labels, n = ndimage.label(ground, structure=EIGHT)
+        touched = np.unique(labels[near & ground])
+        ground = np.isin(labels, touched[touched > 0])
+    return (ponds | ground) & footprint
+
+
+def _kept_patches(cover: np.ndarray, footprint: np.ndarray, inside_share: float, min_pixels: int, max_elongation: float | None) -> np.ndarray:
+    """The connected patches of ``cover`` that lie mostly inside ``footprint``, are not tiny and not
+    long and narrow."""
+    labels, n = ndimage.label(cover, structure=EIGHT)
+    if not n:
+        return np.zeros(cover.shape, dtype=bool)
+    size = np.bincount(labels.ravel(), minlength=n + 1)
+    inside = np.bincount(labels.ravel(), weights=footprint.ravel(), minlength=n + 1)
+    keep = (inside >= inside_share * size) & (size >= min_pixels)
+    if max_elongation is not None:
+        # area against the disc of its widest point: about 1 for a pond or a pit, large for a
+        # stream, a road or a riverbank (the raster's edge counts as the patch's edge)
+        radius = ndimage.maximum(ndimage.distance_transform_edt(np.pad(cover, 1))[1:-1, 1:-1], labels, np.arange(n + 1))
+        keep &= size <= max_elongation * np.pi * np.maximum(radius, 1) ** 2
+    keep[0] = False
+    return keep[labels]
 
 
 def footprint_mask(found: gpd.GeoDataFrame, grid: Grid) -> np.ndarray:
@@ -446,10 +463,7 @@ def alerts(change: gpd.GeoDataFrame, zones: gpd.GeoDataFrame | None, features: g
 
     found = change[change["change"].isin(["new", "expanded"])].sort_values(["new_ha", "confidence"], ascending=False).reset_index(drop=True)
     found.insert(0, "alert_id", [f"{after}-{i + 1:03d}" for i in range(len(found))])
-    found["zones"] = ""
-    if zones is not None and len(found):
-        local = zones.to_crs(found.crs)
-        found["zones"] = ["; ".join(local.loc[local.intersects(g), "name"].astype(str)) for g in found.geometry]
+    found["zones"] = zone_names(found, zones)
     found["nearest_osm"], found["nearest_osm_m"] = "", np.nan
     if features is not None and len(found):
         lines = features[features["waterway"].notna() | features["highway"].notna()].to_crs(found.crs)
@@ -462,6 +476,14 @@ def alerts(change: gpd.GeoDataFrame, zones: gpd.GeoDataFrame | None, features: g
     found["thumbnail"] = [save_before_after(before_raster, after_raster, g, thumbnails / f"{a}.png", before, after).name
                           for a, g in zip(found["alert_id"], found.geometry)]
     return found
+
+
+def zone_names(found: gpd.GeoDataFrame, zones: gpd.GeoDataFrame | None) -> list[str]:
+    """For each polygon, the names of the zones it touches ("; "-separated, "" for none)."""
+    if zones is None or not len(found):
+        return [""] * len(found)
+    local = zones.to_crs(found.crs)
+    return ["; ".join(local.loc[local.intersects(g), "name"].astype(str)) for g in found.geometry]
 
 
 def evaluate_history(history, masks: dict[str, np.ndarray], changes: dict[str, gpd.GeoDataFrame], grid: Grid, tolerance_px: int = 2) -> pd.DataFrame:

@@ -10,6 +10,7 @@ own ``--log-output`` would copy every output (tables, figures' reprs) into the t
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
@@ -30,6 +31,9 @@ def run_notebook(notebook: str | Path, output: str | Path, parameters_file: str 
 
     with open(parameters_file, encoding="utf-8") as f:
         parameters = yaml.safe_load(f) or {}
+    # YAML reads 2023-01-01 as a date; notebook parameters travel as JSON, so dates go as ISO text
+    # (what the profile loader makes of them anyway).
+    parameters = json.loads(json.dumps(parameters, default=str))
     for key, value in (settings or {}).items():
         section, _, name = key.partition(".")
         if not name or not isinstance(parameters.get(section, {}), dict):

@@ -566,3 +566,66 @@ def save_before_after(before_raster: str | Path, after_raster: str | Path, geome
     save_figure(fig, path, dpi=100)
     plt.close(fig)
     return Path(path)
+
+
+def plot_monitoring(rasters: dict[str, Path], scars: dict[str, gpd.GeoDataFrame], focus, truth: dict[str, gpd.GeoDataFrame] | None = None,
+                    synthetic: bool = False, focus_m: float = 1500.0, max_pixels: int = 700) -> Figure:
+    """Each period in true colour with its mapped scar (red; the true mine ground in cyan when
+    given): the whole area on top, a ``focus_m`` square around ``focus`` (a point) below."""
+    periods = list(rasters)
+    fig, axes = plt.subplots(2, len(periods), figsize=(3.3 * len(periods), 7.0), squeeze=False)
+    half = focus_m / 2
+    for col, name in enumerate(periods):
+        rgb, (left, bottom, right, top), crs = rgb_preview(rasters[name], max_pixels)
+        for row, ax in enumerate(axes[:, col]):
+            if row == 0:
+                ax.imshow(rgb, extent=(left, right, bottom, top))
+                ax.set_xlim(left, right)
+                ax.set_ylim(bottom, top)
+                ax.add_patch(plt.Rectangle((focus.x - half, focus.y - half), focus_m, focus_m, fill=False, color="white", linewidth=1))
+            else:
+                with rasterio.open(rasters[name]) as src:
+                    names = list(src.descriptions)
+                    window = rasterio.windows.from_bounds(focus.x - half, focus.y - half, focus.x + half, focus.y + half, transform=src.transform)
+                    crop = src.read([names.index(b) + 1 for b in ("B4", "B3", "B2")], window=window.round_offsets().round_lengths(),
+                                    boundless=True, fill_value=0).transpose(1, 2, 0).astype(np.float32)
+                ax.imshow(stretch(crop, valid=crop.sum(-1) > 0), extent=(focus.x - half, focus.x + half, focus.y - half, focus.y + half))
+                ax.set_xlim(focus.x - half, focus.x + half)
+                ax.set_ylim(focus.y - half, focus.y + half)
+            if truth is not None and len(truth[name]):
+                truth[name].to_crs(crs).boundary.plot(ax=ax, color="#00e5ff", linewidth=0.6 if row == 0 else 1.2)
+            if len(scars[name]):
+                scars[name].to_crs(crs).plot(ax=ax, facecolor="none" if row else "#ff2d2d", edgecolor="#ff2d2d", linewidth=0.6 if row == 0 else 1.4)
+            if row == 0:  # the scars and truth may reach past the raster
+                ax.set_xlim(left, right)
+                ax.set_ylim(bottom, top)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_xlabel("")
+            ax.set_ylabel("")
+        axes[0, col].set_title(f"{name}: {scars[name]['area_ha'].sum():.0f} ha mapped" if "area_ha" in scars[name] else name)
+    handles = [Patch(facecolor="none", edgecolor="#ff2d2d", label="mapped scar")]
+    if truth is not None:
+        handles.append(Patch(facecolor="none", edgecolor="#00e5ff", label="true mine sites"))
+    fig.legend(handles=handles, loc="lower center", ncol=2, frameon=False)
+    fig.suptitle("Mining scar per period (top: whole area; bottom: the white square)" + (f"\n{SYNTHETIC_LABEL}" if synthetic else ""))
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    return fig
+
+
+def plot_zone_hectares(table: pd.DataFrame, synthetic: bool = False) -> Figure:
+    """Hectares of mining scar per zone and period (bars), with the cumulative footprint (line)."""
+    zones = list(dict.fromkeys(table["zone"]))
+    periods = list(dict.fromkeys(table["period"]))
+    fig, axes = plt.subplots(1, len(zones), figsize=(3.6 * len(zones), 3.4), squeeze=False, sharey=True)
+    for ax, zone in zip(axes[0], zones):
+        rows = table[table["zone"] == zone].set_index("period").loc[periods]
+        ax.bar(periods, rows["mining_ha"], color="#d62728", label="mapped in the period")
+        ax.plot(periods, rows["cumulative_ha"], color="black", marker="o", label="cumulative since the first period")
+        ax.set_title(zone, fontsize=9)
+        ax.set_xlabel("period")
+    axes[0, 0].set_ylabel("mining scar (ha)")
+    axes[0, 0].legend(fontsize=8, loc="upper left")
+    fig.suptitle("Mining per zone" + (f" — {SYNTHETIC_LABEL}" if synthetic else ""))
+    fig.tight_layout()
+    return fig

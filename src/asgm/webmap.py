@@ -170,3 +170,58 @@ def scan_map(raster: str | Path, probability: str | Path, found: gpd.GeoDataFram
         with atomic_path(path) as tmp:
             fmap.save(str(tmp))
     return fmap
+
+
+#: Colours of the change classes (new, expanded, persisting, receded).
+CHANGE_COLOURS = {"new": "#ff2d2d", "expanded": "#ff9f1c", "persisting": "#ffe066", "receded": "#4dabf7"}
+
+
+def monitoring_map(result, path: str | Path | None = None, synthetic: bool = False, max_pixels: int = 900):
+    """An interactive map of :func:`asgm.monitor.run_monitoring`'s products: each period's true colour
+    and scar as layers (the newest shown), the cumulative footprint since the first period, the
+    newest period's change (new, expanded, persisting, receded) and the zones, with a popup per
+    polygon. Saved as one self-contained HTML file when ``path`` is given (it opens offline)."""
+    import folium
+
+    from asgm.monitor import zone_names
+
+    newest = result.periods[-1]
+    _, (left, bottom, right, top), _ = rgb_preview(result.rasters[newest], 8, crs="EPSG:4326")
+    fmap, tiles = offline_map((left, bottom, right, top))
+    composite = None
+    for name in result.periods:
+        rgb, (l, b, r, t), _ = rgb_preview(result.rasters[name], max_pixels, crs="EPSG:4326")
+        layer = folium.raster_layers.ImageOverlay(rgb, bounds=[[b, l], [t, r]], name=f"{name} true colour", show=name == newest).add_to(fmap)
+        composite = layer if name == newest else composite
+    if result.zones is not None and len(result.zones):
+        folium.GeoJson(result.zones[["name", "geometry"]].to_crs(4326), name="zones",
+                       style_function=lambda _: {"color": "#ffffff", "weight": 2, "dashArray": "6 4", "fillOpacity": 0},
+                       tooltip=folium.GeoJsonTooltip(fields=["name"], labels=False)).add_to(fmap)
+    for name in result.periods:
+        scar = result.scars[name]
+        if len(scar):
+            folium.GeoJson(scar.assign(period=name).to_crs(4326), name=f"{name} mining scar", show=name == newest,
+                           style_function=lambda _: {"color": "#ff2d2d", "weight": 1, "fillColor": "#ff2d2d", "fillOpacity": 0.45},
+                           popup=folium.GeoJsonPopup(fields=["period", "area_ha", "confidence"], aliases=["period", "scar (ha)", "confidence"])).add_to(fmap)
+    if len(result.cumulative):
+        folium.GeoJson(result.cumulative.to_crs(4326), name=f"cumulative {result.periods[0]}–{newest}", show=False,
+                       style_function=lambda _: {"color": "#c77dff", "weight": 1, "fillOpacity": 0.3},
+                       popup=folium.GeoJsonPopup(fields=["area_ha", "first_seen"], aliases=["footprint (ha)", "first seen"])).add_to(fmap)
+    change = result.changes[newest]
+    if len(change):
+        folium.GeoJson(change.assign(zones=zone_names(change, result.zones)).to_crs(4326), name=f"change {result.periods[-2]} → {newest}",
+                       style_function=lambda f: {"color": CHANGE_COLOURS[f["properties"]["change"]], "weight": 2, "fillOpacity": 0.15},
+                       popup=folium.GeoJsonPopup(fields=["change", "area_ha", "new_ha", "first_seen", "confidence", "zones"],
+                                                 aliases=["change", "area (ha)", "new (ha)", "first seen", "confidence", "zones"])).add_to(fmap)
+    legend = " ".join(f'<span style="color:{c}">&#9632;</span> {k}' for k, c in CHANGE_COLOURS.items())
+    label = f"{SYNTHETIC_LABEL}<br>" if synthetic else ""
+    fmap.get_root().html.add_child(folium.Element(
+        f'<div style="position:fixed;top:10px;left:60px;z-index:9999;background:white;padding:4px 8px;font:13px sans-serif">'
+        f'<b>{label}</b>Mining {result.periods[0]}–{newest}; change {result.periods[-2]} → {newest}: {legend}</div>'))
+    folium.LayerControl(collapsed=False).add_to(fmap)
+    add_offline_fallback(fmap, tiles, composite)
+    if path is not None:
+        with atomic_path(path) as tmp:
+            fmap.save(str(tmp))
+    return fmap
+
