@@ -16,7 +16,8 @@ from shapely.geometry import Polygon, box
 from asgm.config import SyntheticConfig, load_profile
 from asgm.errors import ConfigError
 from asgm.imagery.demo_history import generate_demo_history
-from asgm.monitor import CHANGE_CLASSES, Grid, alerts, change_classes, change_polygons, mask_polygons, scar_mask, zone_statistics
+from asgm.monitor import CHANGE_CLASSES, alerts, change_classes, change_polygons, mask_polygons, zone_statistics
+from asgm.scar import Grid, scar_mask
 from tests.conftest import UTM20, write_raster
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -199,3 +200,62 @@ def test_alerts_schema_sorted_with_zone_osm_and_thumbnail(tmp_path):
     assert found["nearest_osm"].iloc[1] == "highway=track"
     for name in found["thumbnail"]:
         assert (tmp_path / "alerts" / name).stat().st_size > 1000
+
+
+def test_cli_without_periods_is_a_clear_error(tmp_path, capsys):
+    from asgm.monitor import main
+
+    (tmp_path / "configs").mkdir()
+    yaml = (ROOT / "configs" / "smoke.yaml").read_text()
+    (tmp_path / "configs" / "smoke.yaml").write_text(yaml[: yaml.index("\nmonitoring:")] + "\n")
+    assert main(["--profile", "smoke", "--root", str(tmp_path), "--no-progress"]) == 2
+    assert "has no monitoring periods" in capsys.readouterr().err
+
+
+SAND = (0.17, 0.21, 0.29, 0.33, 0.38, 0.32)   # B2 B3 B4 B8 B11 B12 of mine sand (L1C-like)
+SOIL = (0.15, 0.16, 0.25, 0.29, 0.33, 0.26)   # a ploughed field: bare too, but darker and redder
+FOREST = (0.09, 0.09, 0.05, 0.30, 0.16, 0.07)
+
+
+def toy_scar_dataset(tmp_path, n=40, size=32):
+    """Patches of forest with a bare square at the centre: mine sand in mine patches, ploughed soil
+    in the others (both bare, so only the classifier can tell them apart)."""
+    import pandas as pd
+
+    from asgm.patches import Dataset
+    from asgm.scar import SCAR_BANDS
+
+    rng = np.random.default_rng(0)
+    labels = np.arange(n) % 2
+    patches = np.zeros((n, size, size, 6), dtype=np.uint16)
+    for i, label in enumerate(labels):
+        values = np.array(FOREST)[None, None, :] * np.ones((size, size, 1))
+        values[12:20, 12:20] = SAND if label else SOIL
+        patches[i] = np.clip((values + rng.normal(0, 0.004, values.shape)) * 10000, 1, None).astype(np.uint16)
+    index = pd.DataFrame({"patch_id": [f"p{i}" for i in range(n)], "label": labels})
+    return Dataset(tmp_path, patches, index, {"channels": list(SCAR_BANDS), "scale": 10000, "patch_size": size, "build_key": "toy"})
+
+
+def test_scar_classifier_learns_mine_ground_from_patch_labels_only(tmp_path):
+    from asgm.scar import ScarClassifier, candidates, train_scar_classifier
+
+    dataset = toy_scar_dataset(tmp_path)
+    train, validation = np.arange(0, 30), np.arange(30, 40)
+    classifier = train_scar_classifier(dataset, train, validation)
+    # weak labels: every bare pixel of the 15 non-mine patches, the bare pixels within 8 px of the
+    # centre of the 15 mine patches (the whole 8 x 8 square)
+    assert classifier.info["train_pixels"] == 30 * 64 and classifier.info["validation_pixels"] == 10 * 64
+    assert 0 < classifier.threshold < 1
+    classifier.save(tmp_path / "scar")
+    loaded = ScarClassifier.load(tmp_path / "scar")
+    # a scene with a 4 ha mine (sand) and a 4 ha ploughed field, both inside one detection
+    scene = np.array(FOREST)[None, None, :] * np.ones((60, 60, 1))
+    scene[5:25, 5:25] = SAND
+    scene[35:55, 35:55] = SOIL
+    rng = np.random.default_rng(1)
+    reflectance = {b: (scene[..., i] + rng.normal(0, 0.004, (60, 60))).astype(np.float32) for i, b in enumerate(("B2", "B3", "B4", "B8", "B11", "B12"))}
+    water, bare = candidates(reflectance)
+    assert bare[5:25, 5:25].all() and bare[35:55, 35:55].all()  # both are bare: the rules alone cannot tell
+    scar = scar_mask(reflectance, np.ones((60, 60), dtype=bool), loaded)
+    assert mask_polygons(scar, GRID)["area_ha"].sum() == pytest.approx(4.0, rel=0.05)
+    assert scar[5:25, 5:25].mean() > 0.95 and not scar[35:55, 35:55].any()

@@ -278,7 +278,10 @@ class MonitoringConfig:
     #: Detection threshold and Earth Genome's isolated-detection threshold; null: as ``scan``.
     threshold: float | None = None
     isolated_threshold: float | None = None
-    #: Bare ground is below this NDVI (scar delineation inside detections).
+    #: Scar inside detections: ``classifier`` (a pixel classifier trained on the scan model's patches
+    #: with their labels as weak pixel labels) or ``rules`` (water, and bare ground beside it; see :mod:`asgm.scar`).
+    scar_method: str = "classifier"
+    #: Bare ground is below this NDVI (scar candidates).
     scar_ndvi: float = 0.25
     #: Changes smaller than this are not new, expanded or receded mining (jitter of edges).
     min_change_ha: float = 0.5
@@ -590,6 +593,8 @@ def _validate_monitoring(prof: Profile, src: Path) -> None:
         value = getattr(mo, name)
         if value is not None and not 0 <= value <= 1:
             raise ConfigError(f"monitoring.{name}", f"{value} is not a probability", "give a value between 0 and 1, or null", src)
+    if mo.scar_method not in ("classifier", "rules"):
+        raise ConfigError("monitoring.scar_method", f"unknown method {mo.scar_method!r}", "use classifier or rules", src)
     if not -1 <= mo.scar_ndvi <= 1:
         raise ConfigError("monitoring.scar_ndvi", f"{mo.scar_ndvi} is not an NDVI", "give a value between -1 and 1, e.g. 0.25", src)
     if mo.min_change_ha < 0 or mo.demo_size_km <= 0:

@@ -4,12 +4,9 @@ between periods, hectares per zone and alerts of new mining.
 For each period of ``monitoring.periods`` the composite is scanned with one model (the scan's fast
 path, finished tiles cached), detections are drawn as in notebook 05, and then:
 
-- **scar** (:func:`scar_mask`): a detection marks 48 px windows (23 ha each), far more than the
-  mine inside them. The scar is delineated pixel by pixel inside the detections: bare ground
-  (NDVI below ``scar_ndvi``) and open water (NDWI above 0), minus clouds, keeping only connected
-  patches that lie mostly inside the detections (a river, a road or a large farm runs on outside
-  them and is not mining). The window model says *where* there is mining, the spectra *which
-  pixels* are its ground: this needs no pixel labels, which the real training data does not have.
+- **scar** (:mod:`asgm.scar`): a detection marks 48 px windows (23 ha each), far more than the mine
+  inside them; the scar is delineated at 10 m inside the detections (bare ground and open water
+  that a pixel classifier, trained on the scan model's labelled patches, calls mine ground).
 - **change** (:func:`change_classes`): each scar patch of a period against everything mapped
   before it: ``new`` (nothing mapped there before), ``expanded`` (grew by at least
   ``min_change_ha``), ``persisting``; and what was mapped in the previous period and is gone:
@@ -40,104 +37,11 @@ from shapely.geometry import shape
 
 from asgm.atomic import atomic_path, plain_name
 from asgm.errors import AsgmError, InputFileError
-from asgm.regions import WGS84
+from asgm.scar import EIGHT, Grid, ensure_scar_classifier, read_reflectance, scar_mask
 
 #: Equal-area CRS for hectares (WGS 84 / NSIDC EASE-Grid 2.0 Global): areas stay right across UTM zones.
 EQUAL_AREA = "EPSG:6933"
 CHANGE_CLASSES = ("new", "expanded", "persisting", "receded")
-EIGHT = np.ones((3, 3), dtype=bool)
-
-
-@dataclass(frozen=True)
-class Grid:
-    """A raster's pixel grid."""
-
-    transform: rasterio.Affine
-    crs: rasterio.crs.CRS
-    shape: tuple[int, int]
-
-    @property
-    def pixel_ha(self) -> float:
-        return abs(self.transform.a * self.transform.e) / 1e4
-
-
-def read_reflectance(raster: str | Path, bands: tuple[str, ...], scale: float, raster_bands: tuple[str, ...] | None = None) -> tuple[dict[str, np.ndarray], Grid]:
-    """Named bands of a raster as reflectance (value / ``scale``; no data → NaN), and its grid."""
-    raster = Path(raster)
-    with rasterio.open(raster) as src:
-        names = list(raster_bands) if raster_bands else list(src.descriptions)
-        missing = [b for b in bands if b not in names]
-        if missing:
-            raise InputFileError(raster, f"lacks band(s) {missing} needed to delineate scars; it has {names}",
-                                 "give a raster with named bands B2 B3 B4 B8 (or name them with imagery.raster_bands)")
-        nodata = src.nodata if src.nodata is not None else 0
-        out = {}
-        for b in bands:
-            values = src.read(names.index(b) + 1).astype(np.float32)
-            out[b] = np.where(values == nodata, np.nan, values / scale)
-        return out, Grid(src.transform, src.crs, (src.height, src.width))
-
-
-def scar_mask(reflectance: dict[str, np.ndarray], footprint: np.ndarray, ndvi_max: float = 0.25, cloud_blue: float = 0.3,
-              inside_share: float = 0.5, min_pixels: int = 3, max_elongation: float | None = 5.0, pond_distance_px: int | None = 5) -> np.ndarray:
-    """Pixels of mining scar inside detection footprints (see the module's description).
-
-    Parameters
-    ----------
-    reflectance
-        B2, B3, B4, B8 as reflectance (top of atmosphere or surface).
-    footprint
-        Boolean raster: the detected windows.
-    ndvi_max
-        Bare ground is below this NDVI.
-    cloud_blue
-        Clouds are brighter than this in B2.
-    inside_share
-        A connected patch of bare ground or of water counts only when at least this share of it lies
-        inside the footprint.
-    min_pixels
-        Smaller patches (noise, single mixed pixels) are dropped.
-    max_elongation
-        Patches whose area exceeds this many discs of their widest point's radius are long and narrow
-        (streams, rivers, roads, riverbanks) and are dropped.
-    pond_distance_px
-        Bare ground counts only within this many pixels of a pond kept as scar: alluvial gold mining
-        works with water, so its pits hold ponds, while ploughed fields, clearings and roads do not.
-        None: bare ground counts anywhere in a detection.
-    """
-    b2, b3, b4, b8 = (reflectance[b] for b in ("B2", "B3", "B4", "B8"))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ndvi = (b8 - b4) / (b8 + b4)
-        ndwi = (b3 - b8) / (b3 + b8)
-    clear = np.isfinite(ndvi) & (b2 < cloud_blue)
-    water = clear & (ndwi > 0)
-    bare = clear & ~water & (ndvi < ndvi_max)
-    ponds = _kept_patches(water, footprint, inside_share, min_pixels, max_elongation)
-    ground = _kept_patches(bare, footprint, inside_share, min_pixels, max_elongation)
-    if pond_distance_px is not None:
-        near = ndimage.binary_dilation(ponds, EIGHT, iterations=pond_distance_px) if ponds.any() else ponds
-        labels, n = ndimage.label(ground, structure=EIGHT)
-        touched = np.unique(labels[near & ground])
-        ground = np.isin(labels, touched[touched > 0])
-    return (ponds | ground) & footprint
-
-
-def _kept_patches(cover: np.ndarray, footprint: np.ndarray, inside_share: float, min_pixels: int, max_elongation: float | None) -> np.ndarray:
-    """The connected patches of ``cover`` that lie mostly inside ``footprint``, are not tiny and not
-    long and narrow."""
-    labels, n = ndimage.label(cover, structure=EIGHT)
-    if not n:
-        return np.zeros(cover.shape, dtype=bool)
-    size = np.bincount(labels.ravel(), minlength=n + 1)
-    inside = np.bincount(labels.ravel(), weights=footprint.ravel(), minlength=n + 1)
-    keep = (inside >= inside_share * size) & (size >= min_pixels)
-    if max_elongation is not None:
-        # area against the disc of its widest point: about 1 for a pond or a pit, large for a
-        # stream, a road or a riverbank (the raster's edge counts as the patch's edge)
-        radius = ndimage.maximum(ndimage.distance_transform_edt(np.pad(cover, 1))[1:-1, 1:-1], labels, np.arange(n + 1))
-        keep &= size <= max_elongation * np.pi * np.maximum(radius, 1) ** 2
-    keep[0] = False
-    return keep[labels]
 
 
 def footprint_mask(found: gpd.GeoDataFrame, grid: Grid) -> np.ndarray:
@@ -374,7 +278,9 @@ def run_monitoring(cfg, progress: bool = True) -> MonitoringResult:
     isolated = mo.isolated_threshold if mo.isolated_threshold is not None else sc.isolated_threshold
     uses_osm = any(c in cfg.osm.channels for c in trained.channels)
     out = cfg.reports_dir / "monitoring"
-    settings = {"threshold": round(float(threshold), 4), "isolated_threshold": isolated, "model": model_dir.name}
+    classifier = ensure_scar_classifier(model_dir, mo.scar_ndvi) if mo.scar_method == "classifier" else None
+    settings = {"threshold": round(float(threshold), 4), "isolated_threshold": isolated, "model": model_dir.name, "scar_method": mo.scar_method,
+                "scar_threshold": round(classifier.threshold, 4) if classifier else None}
     # A one-worker local cluster per period would load the model and burn OSM again for each period;
     # in this process they are loaded once and shared by every period.
     scheduler = "synchronous" if sc.scheduler == "local" and sc.workers == 1 else sc.scheduler
@@ -386,13 +292,12 @@ def run_monitoring(cfg, progress: bool = True) -> MonitoringResult:
                              raster_bands=cfg.imagery.raster_bands if cfg.imagery.source == "local" else None, progress=progress)
         found[name] = detections(result.probability, threshold, isolated, sc.isolated_neighbours, sc.isolated_distance_m)
         write_detections(found[name].assign(period=name, **settings), out / name / "detections.geojson")
-        reflectance, period_grid = read_reflectance(raster, ("B2", "B3", "B4", "B8"), cfg.imagery.scale,
-                                                    cfg.imagery.raster_bands if cfg.imagery.source == "local" else None)
+        reflectance, period_grid = read_reflectance(raster, cfg.imagery.scale, cfg.imagery.raster_bands if cfg.imagery.source == "local" else None)
         if grid is not None and (period_grid.shape != grid.shape or period_grid.transform != grid.transform or period_grid.crs != grid.crs):
             raise InputFileError(raster, f"is not on the pixel grid of the first period's composite ({rasters[names[0]]})",
                                  "export every period over the same boundary and CRS (or warp them to one grid, e.g. gdalwarp -tap)")
         grid = period_grid
-        masks[name] = scar_mask(reflectance, footprint_mask(found[name], grid), ndvi_max=mo.scar_ndvi)
+        masks[name] = scar_mask(reflectance, footprint_mask(found[name], grid), classifier, ndvi_max=mo.scar_ndvi)
         confidences[name] = confidence_raster(found[name], grid)
         scars[name] = mask_polygons(masks[name], grid, {"confidence": confidences[name]})
         write_detections(scars[name].assign(period=name, **settings), out / name / "scar.geojson")
@@ -433,7 +338,7 @@ def run_monitoring(cfg, progress: bool = True) -> MonitoringResult:
         features = read_features(cfg.osm_features_path)
     newest = alerts(changes[names[-1]], zones, features, rasters[names[-2]], rasters[names[-1]], out / "alerts", names[-2], names[-1])
     write_detections(newest.assign(**settings), out / "alerts.geojson")
-    evaluation = evaluate_history(history, masks, changes, grid) if history is not None else None
+    evaluation = evaluate_history(history, masks, changes, grid, mo.min_change_ha) if history is not None else None
     if evaluation is not None:
         _write_csv(evaluation, out / "evaluation.csv")
     timer["alerts"] = time.perf_counter()
@@ -486,14 +391,16 @@ def zone_names(found: gpd.GeoDataFrame, zones: gpd.GeoDataFrame | None) -> list[
     return ["; ".join(local.loc[local.intersects(g), "name"].astype(str)) for g in found.geometry]
 
 
-def evaluate_history(history, masks: dict[str, np.ndarray], changes: dict[str, gpd.GeoDataFrame], grid: Grid, tolerance_px: int = 2) -> pd.DataFrame:
+def evaluate_history(history, masks: dict[str, np.ndarray], changes: dict[str, gpd.GeoDataFrame], grid: Grid, min_change_ha: float,
+                     tolerance_px: int = 2) -> pd.DataFrame:
     """Scars and new mining against the SYNTHETIC history's truth, per period.
 
-    ``iou`` and ``area_error`` compare the scar pixels with the true mine ground; for new mining
-    (periods after the first), ``new_recall`` is the share of the sites that opened in the period
-    that a new or expanded polygon covers, and ``new_precision`` the share of new or expanded
-    polygons whose newly mapped pixels lie mostly (half or more) on truly new mine ground (within
-    ``tolerance_px``)."""
+    ``iou`` and ``area_error`` compare the scar pixels with the true mine ground. For new mining
+    (periods after the first): ``new_recall`` is the share of the sites that opened in the period
+    with at least ``min_change_ha`` of mine ground (the reporting size) that a new or expanded
+    polygon covers, ``new_recall_all`` the same over every opened site however small;
+    ``new_precision`` is the share of new or expanded polygons whose pixels lie mostly (half or more)
+    on truly new mine ground (within ``tolerance_px``)."""
     rows, truth_before = [], None
     for name, mask in masks.items():
         with rasterio.open(history.scar(name)) as src:
@@ -506,15 +413,23 @@ def evaluate_history(history, masks: dict[str, np.ndarray], changes: dict[str, g
             mapped = change[change["change"].isin(["new", "expanded"])]
             sites = gpd.read_file(history.mine_polygons(name)).to_crs(grid.crs)
             opened = sites[sites["state"] == "new"]
-            new_area = rasterize([(g, 1) for g in mapped.geometry], out_shape=grid.shape, transform=grid.transform, dtype=np.uint8).astype(bool) if len(mapped) else np.zeros(grid.shape, bool)
-            covered = [bool(new_area[rasterize([(g, 1)], out_shape=grid.shape, transform=grid.transform, dtype=np.uint8, all_touched=True).astype(bool)].any()) for g in opened.geometry]
-            correct = [true_new[rasterize([(g, 1)], out_shape=grid.shape, transform=grid.transform, dtype=np.uint8, all_touched=True).astype(bool)].mean() >= 0.5
-                       for g in mapped.geometry]
-            row |= {"new_sites": len(opened), "new_recall": round(float(np.mean(covered)), 3) if covered else np.nan,
+            new_area = _burn(mapped.geometry, grid)
+            covered = np.array([bool(new_area[_burn([g], grid, all_touched=True)].any()) for g in opened.geometry], dtype=bool)
+            reportable = (opened["scar_ha"] >= min_change_ha).to_numpy()
+            correct = [true_new[_burn([g], grid, all_touched=True)].mean() >= 0.5 for g in mapped.geometry]
+            row |= {"new_sites": int(reportable.sum()), "new_recall": round(float(covered[reportable].mean()), 3) if reportable.any() else np.nan,
+                    "new_sites_all": len(opened), "new_recall_all": round(float(covered.mean()), 3) if len(covered) else np.nan,
                     "new_polygons": len(mapped), "new_precision": round(float(np.mean(correct)), 3) if correct else np.nan}
         truth_before = truth if truth_before is None else truth_before | truth
         rows.append(row)
     return pd.DataFrame(rows).set_index("period")
+
+
+def _burn(geometries, grid: Grid, all_touched: bool = False) -> np.ndarray:
+    shapes_ = [(g, 1) for g in geometries]
+    if not shapes_:
+        return np.zeros(grid.shape, dtype=bool)
+    return rasterize(shapes_, out_shape=grid.shape, transform=grid.transform, dtype=np.uint8, all_touched=all_touched).astype(bool)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,253 @@
+"""The mining scar, pixel by pixel, inside the region scan's detections.
+
+A detection marks 48 px windows (23 ha each), far more than the mine inside them, so its area says
+little. Inside detections the scar is delineated at 10 m in two steps:
+
+1. **Candidates**: open water (NDWI > 0) and bare ground (NDVI below ``ndvi_max``), cloud-free.
+   Everything vegetated is out.
+2. **Mine ground among them**, by a per-pixel classifier (:class:`ScarClassifier`, gradient boosting
+   on the six bands B2 B3 B4 B8 B11 B12, NDVI, NDWI and their neighbourhoods: local means, texture,
+   the share of water and of bare ground around the pixel). There are no pixel labels in the
+   training data, only patch labels, so the patch labels are used as weak pixel labels: the
+   candidate pixels near the centre of a mine patch are mine ground, every candidate pixel of a
+   non-mine patch is not (the curated negatives hold exactly the look-alikes: sandbars, ploughed
+   fields, clearings, rivers, roads, fish ponds). It trains on the scan model's training patches
+   in seconds, and its probability threshold is the maximum-F1 one on the model's validation
+   patches, never on the scene being mapped. Patches mostly outside the detections (a river, a
+   road running on), long and narrow ones (tracks, streams) and those under the minimum mapping
+   unit (0.1 ha) are dropped.
+
+Without a classifier, :func:`scar_mask` falls back to rules: candidate patches that lie mostly
+inside detections, are not long and narrow, and (for bare ground) lie within 50 m of a pond
+(alluvial gold mining works with water).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from scipy import ndimage
+
+from asgm.atomic import atomic_path
+from asgm.errors import InputFileError
+
+#: Bands the scar needs: the six that real 6-band datasets and every imagery source have.
+SCAR_BANDS = ("B2", "B3", "B4", "B8", "B11", "B12")
+EIGHT = np.ones((3, 3), dtype=bool)
+#: Bumped when the classifier's features or training change, so cached classifiers are retrained.
+CLASSIFIER_VERSION = 2
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A raster's pixel grid."""
+
+    transform: rasterio.Affine
+    crs: rasterio.crs.CRS
+    shape: tuple[int, int]
+
+    @property
+    def pixel_ha(self) -> float:
+        return abs(self.transform.a * self.transform.e) / 1e4
+
+
+def read_reflectance(raster: str | Path, scale: float, raster_bands: tuple[str, ...] | None = None,
+                     bands: tuple[str, ...] = SCAR_BANDS) -> tuple[dict[str, np.ndarray], Grid]:
+    """Named bands of a raster as reflectance (value / ``scale``; no data → NaN), and its grid."""
+    raster = Path(raster)
+    with rasterio.open(raster) as src:
+        names = list(raster_bands) if raster_bands else list(src.descriptions)
+        missing = [b for b in bands if b not in names]
+        if missing:
+            raise InputFileError(raster, f"lacks band(s) {missing} needed to delineate scars; it has {names}",
+                                 f"give a raster with named bands {' '.join(bands)} (or name them with imagery.raster_bands)")
+        nodata = src.nodata if src.nodata is not None else 0
+        out = {}
+        for b in bands:
+            values = src.read(names.index(b) + 1).astype(np.float32)
+            out[b] = np.where(values == nodata, np.nan, values / scale)
+        return out, Grid(src.transform, src.crs, (src.height, src.width))
+
+
+def candidates(reflectance: dict[str, np.ndarray], ndvi_max: float = 0.25, cloud_blue: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
+    """Cloud-free open water (NDWI > 0) and bare ground (NDVI < ``ndvi_max``, not water)."""
+    b2, b3, b4, b8 = (reflectance[b] for b in ("B2", "B3", "B4", "B8"))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ndvi = (b8 - b4) / (b8 + b4)
+        ndwi = (b3 - b8) / (b3 + b8)
+    clear = np.isfinite(ndvi) & (b2 < cloud_blue)
+    water = clear & (ndwi > 0)
+    return water, clear & ~water & (ndvi < ndvi_max)
+
+
+def pixel_features(reflectance: dict[str, np.ndarray], ndvi_max: float = 0.25) -> np.ndarray:
+    """(H, W, 19) features of each pixel: the six bands, NDVI, NDWI, their means and B4's over 5 and
+    11 px, B4's local spread, and the share of water and of bare ground within 11 and 21 px."""
+    b = {k: np.nan_to_num(reflectance[k]) for k in SCAR_BANDS}
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ndvi = np.nan_to_num((b["B8"] - b["B4"]) / (b["B8"] + b["B4"]))
+        ndwi = np.nan_to_num((b["B3"] - b["B8"]) / (b["B3"] + b["B8"]))
+    water, bare = candidates(reflectance, ndvi_max)
+    features = [b[k] for k in SCAR_BANDS] + [ndvi, ndwi]
+    for size in (5, 11):
+        features += [ndimage.uniform_filter(x, size) for x in (ndvi, ndwi, b["B4"])]
+    mean = ndimage.uniform_filter(b["B4"], 5)
+    features.append(np.sqrt(np.maximum(ndimage.uniform_filter(b["B4"] ** 2, 5) - mean ** 2, 0)))
+    for size in (11, 21):
+        features += [ndimage.uniform_filter(water.astype(np.float32), size), ndimage.uniform_filter(bare.astype(np.float32), size)]
+    return np.stack(features, axis=-1).astype(np.float32)
+
+
+@dataclass
+class ScarClassifier:
+    """Probability that a candidate pixel is mine ground, and the threshold chosen on validation."""
+
+    model: object
+    threshold: float
+    info: dict
+
+    def probability(self, features: np.ndarray, where: np.ndarray) -> np.ndarray:
+        """Probabilities at the pixels of ``where`` (0 elsewhere)."""
+        out = np.zeros(where.shape, dtype=np.float32)
+        if where.any():
+            out[where] = self.model.predict_proba(features[where])[:, 1]
+        return out
+
+    def save(self, directory: Path) -> None:
+        import joblib
+
+        with atomic_path(directory, marker="scar_classifier.json", what="scar classifier directory") as tmp:
+            tmp.mkdir(parents=True)
+            joblib.dump(self.model, tmp / "model.joblib")
+            (tmp / "scar_classifier.json").write_text(json.dumps({"threshold": self.threshold, **self.info}, indent=2), encoding="utf-8")
+
+    @classmethod
+    def load(cls, directory: Path) -> ScarClassifier:
+        import joblib
+
+        info = json.loads((directory / "scar_classifier.json").read_text(encoding="utf-8"))
+        return cls(joblib.load(directory / "model.joblib"), float(info.pop("threshold")), info)
+
+
+def weak_pixel_labels(dataset, rows: np.ndarray, centre_px: float = 8.0, per_patch: int | None = None, ndvi_max: float = 0.25,
+                      seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Features and weak labels of candidate pixels of the patches ``rows``: 1 within ``centre_px``
+    of a mine patch's centre (about the size of a typical pit), 0 anywhere in a non-mine patch;
+    at most ``per_patch`` pixels each (None: all)."""
+    rng = np.random.default_rng(seed)
+    channels = list(dataset.channels)
+    scale = float(dataset.meta["scale"])
+    size = dataset.patches.shape[1]
+    yy, xx = np.mgrid[:size, :size]
+    centre = (yy - (size - 1) / 2) ** 2 + (xx - (size - 1) / 2) ** 2 <= centre_px ** 2
+    labels = dataset.index["label"].to_numpy()
+    xs, ys = [], []
+    for row in rows:
+        patch = np.asarray(dataset.patches[row], dtype=np.float32)
+        reflectance = {b: patch[..., channels.index(b)] / scale for b in SCAR_BANDS}
+        water, bare = candidates(reflectance, ndvi_max)
+        chosen = (water | bare) & (centre if labels[row] == 1 else True)
+        pick = np.flatnonzero(chosen.ravel())
+        if per_patch is not None and len(pick) > per_patch:
+            pick = rng.choice(pick, per_patch, replace=False)
+        xs.append(pixel_features(reflectance, ndvi_max).reshape(-1, 19)[pick])
+        ys.append(np.full(len(pick), labels[row], dtype=np.int8))
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def train_scar_classifier(dataset, train_rows: np.ndarray, validation_rows: np.ndarray, ndvi_max: float = 0.25, seed: int = 0) -> ScarClassifier:
+    """Fit the pixel classifier on the weak labels of ``train_rows`` and choose its threshold
+    (maximum F1 of the weak labels) on ``validation_rows``."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    from asgm.evaluate import f_beta_threshold
+
+    missing = [b for b in SCAR_BANDS if b not in dataset.channels]
+    if missing:
+        raise InputFileError(dataset.path / "dataset.json", f"has no band(s) {missing}, which the scar classifier needs",
+                             f"build the dataset with the bands {' '.join(SCAR_BANDS)}")
+    x, y = weak_pixel_labels(dataset, train_rows, ndvi_max=ndvi_max, seed=seed)
+    model = HistGradientBoostingClassifier(max_iter=200, random_state=seed).fit(x, y)
+    xv, yv = weak_pixel_labels(dataset, validation_rows, ndvi_max=ndvi_max, seed=seed + 1)
+    threshold = f_beta_threshold(yv, model.predict_proba(xv)[:, 1])[0] if len(set(yv.tolist())) == 2 else 0.5
+    info = {"version": CLASSIFIER_VERSION, "dataset": str(dataset.path), "fingerprint": dataset.fingerprint, "ndvi_max": ndvi_max,
+            "train_pixels": int(len(y)), "train_mine_share": round(float(y.mean()), 3), "validation_pixels": int(len(yv))}
+    return ScarClassifier(model, float(threshold), info)
+
+
+def ensure_scar_classifier(model_dir: Path, ndvi_max: float = 0.25) -> ScarClassifier:
+    """The scar classifier of a scan model: trained on the model's own training patches and
+    validated on its validation patches (never its test patches), cached in ``model_dir/scar_classifier/``."""
+    from asgm.patches import read_dataset
+
+    config = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8"))
+    directory = Path(model_dir) / "scar_classifier"
+    if (directory / "scar_classifier.json").is_file():
+        cached = ScarClassifier.load(directory)
+        if (cached.info.get("version"), cached.info.get("training_key"), cached.info.get("ndvi_max")) == (CLASSIFIER_VERSION, config.get("training_key"), ndvi_max):
+            return cached
+    dataset = read_dataset(config["dataset"]["path"])
+    ids = config["split"]["patch_ids"]
+    position = {pid: i for i, pid in enumerate(dataset.index["patch_id"])}
+    rows = {part: np.array([position[p] for p in ids[part] if p in position]) for part in ("train", "validation")}
+    classifier = train_scar_classifier(dataset, rows["train"], rows["validation"], ndvi_max)
+    classifier.info["training_key"] = config.get("training_key")
+    classifier.save(directory)
+    return classifier
+
+
+def scar_mask(reflectance: dict[str, np.ndarray], footprint: np.ndarray, classifier: ScarClassifier | None = None, ndvi_max: float = 0.25,
+              inside_share: float = 0.5, min_pixels: int = 10, max_elongation: float = 5.0, pond_distance_px: int = 5) -> np.ndarray:
+    """Pixels of mining scar inside detection footprints (see the module's description).
+
+    Parameters
+    ----------
+    reflectance
+        The bands of :data:`SCAR_BANDS` as reflectance (B2 B3 B4 B8 suffice without a classifier).
+    footprint
+        Boolean raster: the detected windows.
+    classifier
+        The pixel classifier (:func:`ensure_scar_classifier`); None: the rules below.
+    inside_share
+        A connected patch counts only when at least this share of it lies inside the footprint.
+    min_pixels
+        Smaller patches are dropped: the minimum mapping unit (10 px = 0.1 ha at 10 m).
+    max_elongation
+        Patches larger than this many discs of their widest point's radius are long and narrow
+        (streams, tracks, riverbanks) and dropped.
+    pond_distance_px
+        Without a classifier, bare ground counts only within this many pixels of a kept pond.
+    """
+    water, bare = candidates(reflectance, ndvi_max)
+    if classifier is not None:
+        where = (water | bare) & footprint
+        mine = classifier.probability(pixel_features(reflectance, ndvi_max), where) >= classifier.threshold
+        return kept_patches(mine, footprint, inside_share, min_pixels, max_elongation) & footprint
+    ponds = kept_patches(water, footprint, inside_share, min_pixels, max_elongation)
+    ground = kept_patches(bare, footprint, inside_share, min_pixels, max_elongation)
+    near = ndimage.binary_dilation(ponds, EIGHT, iterations=pond_distance_px) if ponds.any() else ponds
+    labels, _ = ndimage.label(ground, structure=EIGHT)
+    touched = np.unique(labels[near & ground])
+    return (ponds | np.isin(labels, touched[touched > 0])) & footprint
+
+
+def kept_patches(cover: np.ndarray, footprint: np.ndarray, inside_share: float, min_pixels: int, max_elongation: float | None = None) -> np.ndarray:
+    """The connected patches of ``cover`` that lie mostly inside ``footprint``, are not tiny and
+    (with ``max_elongation``) not long and narrow."""
+    labels, n = ndimage.label(cover, structure=EIGHT)
+    if not n:
+        return np.zeros(cover.shape, dtype=bool)
+    size = np.bincount(labels.ravel(), minlength=n + 1)
+    inside = np.bincount(labels.ravel(), weights=footprint.ravel(), minlength=n + 1)
+    keep = (inside >= inside_share * size) & (size >= min_pixels)
+    if max_elongation is not None:
+        # area against the disc of its widest point: about 1 for a pond or a pit, large for a
+        # stream, a road or a riverbank (the raster's edge counts as the patch's edge)
+        radius = ndimage.maximum(ndimage.distance_transform_edt(np.pad(cover, 1))[1:-1, 1:-1], labels, np.arange(n + 1))
+        keep &= size <= max_elongation * np.pi * np.maximum(radius, 1) ** 2
+    keep[0] = False
+    return keep[labels]
