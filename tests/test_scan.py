@@ -93,6 +93,24 @@ def test_fast_path_equals_per_window_predict(scene, tmp_path, stride):
     assert np.abs(fast - expected).max() < 1e-4
 
 
+def test_strided_last_stage_computes_only_the_kept_windows():
+    from asgm.models import StridedConvPool
+
+    model = randomize(scan_cnn((48, 48, 4), statistics=STATS))
+    dense, dense_stride = fully_convolutional(model)
+    x = np.random.default_rng(3).random((1, 150, 174, 4)).astype(np.float32)
+    full = np.asarray(dense(x))[0, ..., 0]
+    assert full.std() > 0.01
+    for step in (2, 3):
+        strided, stride = fully_convolutional(model, step=step)
+        assert stride == step * dense_stride
+        assert any(isinstance(layer, StridedConvPool) for layer in strided.layers)
+        assert not any(isinstance(layer, keras.layers.Normalization) for layer in strided.layers)  # folded into the first convolution
+        out = np.asarray(strided(x))[0, ..., 0]
+        assert out.shape == full[::step, ::step].shape
+        assert np.abs(out - full[::step, ::step]).max() < 1e-5
+
+
 def test_unsupported_networks_and_strides_fall_back_to_per_window(scene, tmp_path):
     assert fully_convolutional(bn_cnn((48, 48, 4))) is None  # padded convolutions
     padded = spread(randomize(bn_cnn((48, 48, 4), statistics=STATS)), scene)

@@ -155,7 +155,7 @@ def scan_cnn(shape: tuple[int, int, int], statistics=None, dropout: float = 0.4,
 ARCHITECTURES: dict[str, Callable[..., keras.Model]] = {"thesis_cnn": thesis_cnn, "bn_cnn": bn_cnn, "scan_cnn": scan_cnn}
 
 
-def fully_convolutional(model: keras.Model) -> tuple[keras.Model, int] | None:
+def fully_convolutional(model: keras.Model, step: int = 1) -> tuple[keras.Model, int] | None:
     """The same network as one convolution over inputs of any size, or None when it cannot be.
 
     Convolutions, batch normalisation, activations and standardisation are copied with their
@@ -169,13 +169,20 @@ def fully_convolutional(model: keras.Model) -> tuple[keras.Model, int] | None:
     An ensemble (:func:`ensemble`) is fully convolutional when all its members are: its map is the
     mean of the members' maps.
 
+    ``step`` > 1 keeps only every ``step``-th output position in each direction (a scan at a stride
+    of ``step`` × the output stride). The last convolution and the pooling after it are then
+    computed only where a kept output needs them (:class:`StridedConvPool`) instead of everywhere;
+    the earlier layers are shared between overlapping windows and stay dense. Networks with more than
+    a pointwise head after their last pooling keep the dense last stage, subsampled.
+
     Returns
     -------
     (model, stride) or None
+        ``stride``: input pixels between neighbouring output positions (``step`` included).
     """
     members = [layer for layer in model.layers if isinstance(layer, keras.Model)]
     if members:
-        converted = [fully_convolutional(m) for m in members]
+        converted = [fully_convolutional(m, step) for m in members]
         if any(c is None for c in converted) or len({c[1] for c in converted}) != 1:
             return None
         inputs = keras.Input(shape=(None, None, model.input_shape[-1]), name="region")
@@ -183,6 +190,8 @@ def fully_convolutional(model: keras.Model) -> tuple[keras.Model, int] | None:
         return keras.Model(inputs, outputs, name=f"{model.name}_fully_convolutional"), converted[0][1]
     inputs = keras.Input(shape=(None, None, model.input_shape[-1]), name="region")
     x, stride, flat_from = inputs, 1, None
+    pools = [i for i, layer in enumerate(model.layers) if isinstance(layer, layers.MaxPooling2D)]
+    last_pool = pools[-1] if pools and step > 1 and _pointwise_after(model.layers[pools[-1] + 1:]) else None
     # A convolution not yet emitted: batch normalisation and ReLU that follow it are folded into
     # its weights (exact up to float rounding), so the scan runs one fused op per layer.
     pending: dict | None = None
@@ -196,15 +205,31 @@ def fully_convolutional(model: keras.Model) -> tuple[keras.Model, int] | None:
             pending = None
         return x
 
-    for layer in model.layers[1:]:
+    # Standardisation right before a valid convolution is folded into its weights (exact: no padding).
+    standardize = None
+    for position, layer in enumerate(model.layers[1:], start=1):
         config = layer.get_config()
         if isinstance(layer, layers.Dropout):
             continue
-        if isinstance(layer, layers.Conv2D) and config["padding"] == "valid" and tuple(config["strides"]) == (1, 1) and tuple(config["dilation_rate"]) == (1, 1):
+        following = model.layers[position + 1] if position + 1 < len(model.layers) else None
+        if isinstance(layer, layers.Normalization) and not config.get("invert") and pending is None and _is_valid_conv(following):
+            mean, variance = (np.asarray(keras.ops.convert_to_numpy(v), np.float32).reshape(-1) for v in (layer.mean, layer.variance))
+            standardize = (mean, np.maximum(np.sqrt(variance), keras.backend.epsilon()))
+            continue
+        if position == last_pool and pending is not None and config["padding"] == "valid" and tuple(config["pool_size"]) == tuple(config["strides"]):
+            pool = config["pool_size"][0]
+            x = StridedConvPool(pending["kernel"], pending["bias"], pending["activation"], pool, step, name=f"{pending['name']}_strided")(x)
+            pending, stride = None, stride * pool * step
+            continue
+        if _is_valid_conv(layer):
             x = flush(x)
             kernel, *bias = layer.get_weights()
-            pending = {"filters": config["filters"], "kernel": kernel, "bias": bias[0] if bias else np.zeros(config["filters"], kernel.dtype),
-                       "activation": config["activation"], "name": f"{layer.name}_fused"}
+            bias = bias[0] if bias else np.zeros(config["filters"], kernel.dtype)
+            if standardize is not None:  # conv((x - m) / s) = conv'(x) with kernel / s and bias - Σ kernel · m / s
+                mean, scale = standardize
+                bias = bias - np.einsum("hwco,c->o", kernel, mean / scale)
+                kernel, standardize = kernel / scale[None, None, :, None], None
+            pending = {"filters": config["filters"], "kernel": kernel, "bias": bias, "activation": config["activation"], "name": f"{layer.name}_fused"}
         elif isinstance(layer, layers.BatchNormalization) and pending is not None and pending["activation"] == "linear":
             gamma = np.asarray(layer.gamma) if layer.scale else 1.0
             beta = np.asarray(layer.beta) if layer.center else 0.0
@@ -232,7 +257,53 @@ def fully_convolutional(model: keras.Model) -> tuple[keras.Model, int] | None:
             flat_from = None
         else:
             return None
-    return keras.Model(inputs, flush(x), name=f"{model.name}_fully_convolutional"), stride
+    x = flush(x)
+    if step > 1 and last_pool is None:
+        x = x[:, ::step, ::step]
+        stride *= step
+    return keras.Model(inputs, x, name=f"{model.name}_fully_convolutional"), stride
+
+
+def _is_valid_conv(layer) -> bool:
+    if not isinstance(layer, layers.Conv2D):
+        return False
+    config = layer.get_config()
+    return config["padding"] == "valid" and tuple(config["strides"]) == (1, 1) and tuple(config["dilation_rate"]) == (1, 1)
+
+
+def _pointwise_after(tail: Sequence[layers.Layer]) -> bool:
+    """Whether the layers after the last pooling act on each output position alone (global pooling
+    of a 1 × 1 map, Dense after it, activations, dropout)."""
+    for layer in tail:
+        if isinstance(layer, layers.GlobalAveragePooling2D):
+            if tuple(layer.input.shape[1:3]) != (1, 1):
+                return False
+        elif isinstance(layer, layers.Flatten):
+            if tuple(layer.input.shape[1:3]) != (1, 1):
+                return False
+        elif not isinstance(layer, (layers.Dense, layers.Dropout, layers.Activation, layers.ReLU)):
+            return False
+    return True
+
+
+class StridedConvPool(layers.Layer):
+    """A valid convolution followed by ``pool`` × ``pool`` max-pooling, evaluated only at every
+    ``step``-th pooled position: max over the pool's offsets (a, b) of the convolution at stride
+    ``pool`` × ``step`` from (a, b). Equal to conv → pool → ``[::step, ::step]`` at a fraction of the
+    convolution's work (1 / ``step``² of it)."""
+
+    def __init__(self, kernel, bias, activation: str, pool: int, step: int, **kwargs):
+        super().__init__(**kwargs)
+        self.kernel, self.bias = np.asarray(kernel, np.float32), np.asarray(bias, np.float32)
+        self.activation, self.pool, self.step = keras.activations.get(activation), pool, step
+
+    def call(self, x):
+        stride = self.pool * self.step
+        parts = [keras.ops.conv(x[:, a:, b:], self.kernel, strides=stride, padding="valid") for a in range(self.pool) for b in range(self.pool)]
+        # the last offset has the fewest positions; the others have at most one more
+        rows, cols = keras.ops.shape(parts[-1])[1], keras.ops.shape(parts[-1])[2]
+        stacked = keras.ops.stack([p[:, :rows, :cols] for p in parts], axis=0)
+        return self.activation(keras.ops.max(stacked, axis=0) + self.bias)
 
 
 def _copy_layer(layer: layers.Layer, x):

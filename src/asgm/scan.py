@@ -128,7 +128,7 @@ def scan_region(model_dir: str | Path, raster: str | Path, out_dir: str | Path, 
     """
     if not (Path(model_dir) / "model.keras").is_file():
         raise InputFileError(Path(model_dir) / "model.keras", "missing", "train the model first (notebook 03 or python -m asgm.train)")
-    trained, converted = _load(str(model_dir))
+    trained, converted = _load(str(model_dir), stride)
     window = trained.patch_size
     bands = tuple(c for c in trained.channels if c in S2_BANDS)
     osm = tuple(c for c in trained.channels if c in OSM_CHANNELS)
@@ -159,7 +159,7 @@ def scan_region(model_dir: str | Path, raster: str | Path, out_dir: str | Path, 
                                      osm_stamp, stride, tile_windows, fast, max_nodata_fraction]).encode()).hexdigest()[:12]
     out_dir = Path(out_dir)
     probability = out_dir / "probability.tif"
-    uses_fast = fast and _serves(converted, stride)
+    uses_fast = fast and converted is not None
     tiles = [(r, c) for r in range(0, rows, tile_windows) for c in range(0, cols, tile_windows)]
     if probability.is_file():
         with rasterio.open(probability) as done:
@@ -191,14 +191,11 @@ _MODELS: dict[str, tuple] = {}
 _RASTERIZERS: dict[tuple, object] = {}
 
 
-def _serves(converted, stride: int) -> bool:
-    """Whether a model's fast path (None, or (network, output stride)) can scan at ``stride``."""
-    return converted is not None and stride % converted[1] == 0
-
-
-def _load(model_dir: str):
-    """The trained model and its fast path (compiled), loaded once per process and model file."""
-    key = f"{model_dir}|{(Path(model_dir) / 'model.keras').stat().st_mtime_ns}"
+def _load(model_dir: str, stride: int):
+    """The trained model and its fast path at ``stride`` (a compiled network whose output pixels are
+    the windows ``stride`` px apart; None when the network or the stride has none), loaded once per
+    process, model file and stride."""
+    key = f"{model_dir}|{(Path(model_dir) / 'model.keras').stat().st_mtime_ns}|{stride}"
     if key not in _MODELS:
         import tensorflow as tf
 
@@ -207,10 +204,13 @@ def _load(model_dir: str):
 
         trained = load_trained_model(model_dir)
         converted = fully_convolutional(trained.model)
-        if converted is not None:
+        if converted is not None and stride % converted[1] == 0:
+            # Only the kept windows' last stage is computed (a strided last stage, see fully_convolutional).
+            fcn, fcn_stride = fully_convolutional(trained.model, step=stride // converted[1])
             # One graph for every tile shape (edge tiles are smaller), instead of op-by-op eager calls.
-            fcn = converted[0]
-            converted = (tf.function(lambda x: fcn(x, training=False), reduce_retracing=True), converted[1])
+            converted = (tf.function(lambda x: fcn(x, training=False), reduce_retracing=True), fcn_stride)
+        else:
+            converted = None
         _MODELS[key] = (trained, converted)
     return _MODELS[key]
 
@@ -242,13 +242,10 @@ def scan_tile(spec: TileSpec) -> str:
     written atomically to ``spec.part``; returns its path."""
     from asgm.models import predict_probabilities
 
-    trained, converted = _load(spec.model_dir)
+    trained, converted = _load(spec.model_dir, spec.stride)
     x, bands = tile_inputs(spec, trained.channels)
-    if spec.fast and _serves(converted, spec.stride):
-        fcn, fcn_stride = converted
-        step = spec.stride // fcn_stride
-        dense = np.asarray(fcn(x[None]))[0, ..., 0]
-        probability = dense[::step, ::step][: spec.rows, : spec.cols]
+    if spec.fast and converted is not None:
+        probability = np.asarray(converted[0](x[None]))[0, : spec.rows, : spec.cols, 0]
     else:
         views = window_views(x, spec.window, spec.stride, spec.rows, spec.cols)
         n, batch = spec.rows * spec.cols, 256
