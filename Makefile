@@ -67,7 +67,7 @@ html: all
 	$(PY) -m asgm.notebooks html $(REPORTS)
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto
 
 clean:
 	rm -rf data/demo data/contextual data/training_data models figures/*/ reports/*/

@@ -17,9 +17,10 @@ from conftest import LEFT, TOP, write_raster, write_toy_dataset
 KILLED = -9
 
 
-def run_killed(body: str, module: str, function: str, after: int, cwd: Path) -> int:
+def run_killed(body: str, module: str, function: str, after: int, cwd: Path, signal_name: str = "SIGKILL") -> int:
     """Run ``body`` in a fresh Python with ``module.function`` (``function`` may be ``Class.method``)
-    replaced by a wrapper that SIGKILLs the process on call number ``after + 1``; return the exit code."""
+    replaced by a wrapper that sends the process ``signal_name`` on call number ``after + 1`` (SIGKILL:
+    no clean-up at all; SIGINT: Ctrl-C, a KeyboardInterrupt); return the exit code."""
     owner, _, attribute = function.rpartition(".")
     code = textwrap.dedent(f"""
         import functools, importlib, os, signal
@@ -29,7 +30,7 @@ def run_killed(body: str, module: str, function: str, after: int, cwd: Path) -> 
         def tripwire(*args, **kwargs):
             calls[0] += 1
             if calls[0] > {after}:
-                os.kill(os.getpid(), signal.SIGKILL)
+                os.kill(os.getpid(), signal.{signal_name})
             return real(*args, **kwargs)
         setattr(owner, {attribute!r}, tripwire)
     """) + textwrap.dedent(body)
@@ -106,6 +107,30 @@ def test_scan_killed_after_some_tiles_then_rerun(tmp_path, after):
     with rasterio.open(tmp_path / "out" / "probability.tif") as a, rasterio.open(tmp_path / "clean" / "probability.tif") as b:
         assert np.array_equal(a.read(1), b.read(1), equal_nan=True), "bit-identical to an uninterrupted scan"
     assert hidden(tmp_path / "out") == []
+
+
+def test_training_and_scan_interrupted_by_ctrl_c_clean_up_and_rerun(training_setup, tmp_path):
+    """SIGINT (Ctrl-C) during the fit and after two scan tiles: the command stops with an error, leaves
+    no temporary behind even before a rerun, and the rerun gives the uninterrupted result."""
+    for name in ("toy", "fast.yaml"):
+        src = training_setup / name
+        (tmp_path / name).symlink_to(src, target_is_directory=src.is_dir())
+    assert run_killed(TRAIN, "asgm.train", "AugmentedBatches.__getitem__", 3, tmp_path, "SIGINT") != 0
+    assert not (tmp_path / "models" / "run").exists() and hidden(tmp_path / "models") == []
+    assert subprocess.run([sys.executable, "-c", TRAIN], cwd=tmp_path, capture_output=True, text=True).returncode == 0
+    a = pd.read_csv(tmp_path / "models" / "run" / "predictions.csv")
+    b = pd.read_csv(training_setup / "clean" / "run" / "predictions.csv")
+    assert np.allclose(a["probability"], b["probability"], atol=1e-5)
+    data = np.random.default_rng(1).integers(200, 3000, (4, 300, 260)).astype(np.uint16)
+    write_raster(tmp_path / "scene.tif", data, bands=("B2", "B3", "B4", "B8"))
+    body = f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+    assert run_killed(body + SCAN.format(out="out"), "asgm.scan", "scan_tile", 2, tmp_path, "SIGINT") != 0
+    assert not (tmp_path / "out" / "probability.tif").exists() and hidden(tmp_path / "out") == []
+    assert len(list((tmp_path / "out").glob("tiles-*/*.npy"))) == 2, "finished tiles are kept for the rerun"
+    for out in ("out", "clean"):
+        assert subprocess.run([sys.executable, "-c", body + SCAN.format(out=out)], cwd=tmp_path, capture_output=True, text=True).returncode == 0
+    with rasterio.open(tmp_path / "out" / "probability.tif") as a, rasterio.open(tmp_path / "clean" / "probability.tif") as b:
+        assert np.array_equal(a.read(1), b.read(1), equal_nan=True)
 
 
 BUILD = f"""
