@@ -240,11 +240,11 @@ def test_scar_classifier_learns_mine_ground_from_patch_labels_only(tmp_path):
     from asgm.scar import ScarClassifier, candidates, train_scar_classifier
 
     dataset = toy_scar_dataset(tmp_path)
-    train, validation = np.arange(0, 30), np.arange(30, 40)
-    classifier = train_scar_classifier(dataset, train, validation)
+    rows = np.arange(0, 30)
+    classifier = train_scar_classifier(dataset, rows, groups=rows // 2)  # 15 spatial blocks
     # weak labels: every bare pixel of the 15 non-mine patches, the bare pixels within 8 px of the
-    # centre of the 15 mine patches (the whole 8 x 8 square)
-    assert classifier.info["train_pixels"] == 30 * 64 and classifier.info["validation_pixels"] == 10 * 64
+    # centre of the 15 mine patches (the whole 8 x 8 square); patches 30-39 (a test split) unused
+    assert classifier.info["pixels"] == 30 * 64 and classifier.info["patches"] == 30 and classifier.info["folds"] == 5
     assert 0 < classifier.threshold < 1
     classifier.save(tmp_path / "scar")
     loaded = ScarClassifier.load(tmp_path / "scar")

@@ -11,9 +11,9 @@ little. Inside detections the scar is delineated at 10 m in two steps:
    training data, only patch labels, so the patch labels are used as weak pixel labels: the
    candidate pixels near the centre of a mine patch are mine ground, every candidate pixel of a
    non-mine patch is not (the curated negatives hold exactly the look-alikes: sandbars, ploughed
-   fields, clearings, rivers, roads, fish ponds). It trains on the scan model's training patches
-   in seconds, and its probability threshold is the maximum-F1 one on the model's validation
-   patches, never on the scene being mapped. Patches mostly outside the detections (a river, a
+   fields, clearings, rivers, roads, fish ponds). It trains on the scan model's training and
+   validation patches in seconds; its probability threshold is the maximum-F1 one on out-of-fold
+   predictions (folds of whole spatial blocks), never on the test patches or the scene being mapped. Patches mostly outside the detections (a river, a
    road running on), long and narrow ones (tracks, streams) and those under the minimum mapping
    unit (0.1 ha) are dropped.
 
@@ -39,7 +39,7 @@ from asgm.errors import InputFileError
 SCAR_BANDS = ("B2", "B3", "B4", "B8", "B11", "B12")
 EIGHT = np.ones((3, 3), dtype=bool)
 #: Bumped when the classifier's features or training change, so cached classifiers are retrained.
-CLASSIFIER_VERSION = 2
+CLASSIFIER_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -134,10 +134,10 @@ class ScarClassifier:
 
 
 def weak_pixel_labels(dataset, rows: np.ndarray, centre_px: float = 8.0, per_patch: int | None = None, ndvi_max: float = 0.25,
-                      seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+                      seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Features and weak labels of candidate pixels of the patches ``rows``: 1 within ``centre_px``
     of a mine patch's centre (about the size of a typical pit), 0 anywhere in a non-mine patch;
-    at most ``per_patch`` pixels each (None: all)."""
+    at most ``per_patch`` pixels each (None: all). Also returns each pixel's patch row."""
     rng = np.random.default_rng(seed)
     channels = list(dataset.channels)
     scale = float(dataset.meta["scale"])
@@ -145,7 +145,7 @@ def weak_pixel_labels(dataset, rows: np.ndarray, centre_px: float = 8.0, per_pat
     yy, xx = np.mgrid[:size, :size]
     centre = (yy - (size - 1) / 2) ** 2 + (xx - (size - 1) / 2) ** 2 <= centre_px ** 2
     labels = dataset.index["label"].to_numpy()
-    xs, ys = [], []
+    xs, ys, owners = [], [], []
     for row in rows:
         patch = np.asarray(dataset.patches[row], dtype=np.float32)
         reflectance = {b: patch[..., channels.index(b)] / scale for b in SCAR_BANDS}
@@ -156,13 +156,17 @@ def weak_pixel_labels(dataset, rows: np.ndarray, centre_px: float = 8.0, per_pat
             pick = rng.choice(pick, per_patch, replace=False)
         xs.append(pixel_features(reflectance, ndvi_max).reshape(-1, 19)[pick])
         ys.append(np.full(len(pick), labels[row], dtype=np.int8))
-    return np.concatenate(xs), np.concatenate(ys)
+        owners.append(np.full(len(pick), row))
+    return np.concatenate(xs), np.concatenate(ys), np.concatenate(owners)
 
 
-def train_scar_classifier(dataset, train_rows: np.ndarray, validation_rows: np.ndarray, ndvi_max: float = 0.25, seed: int = 0) -> ScarClassifier:
-    """Fit the pixel classifier on the weak labels of ``train_rows`` and choose its threshold
-    (maximum F1 of the weak labels) on ``validation_rows``."""
+def train_scar_classifier(dataset, rows: np.ndarray, groups: np.ndarray, ndvi_max: float = 0.25, folds: int = 5, seed: int = 0) -> ScarClassifier:
+    """Fit the pixel classifier on the weak labels of the patches ``rows`` (the scan model's training
+    and validation patches, never its test patches). Its threshold is the maximum-F1 one on
+    out-of-fold predictions: ``folds`` folds of whole spatial blocks (``groups``, one per row), so
+    every pixel is scored by a classifier that saw no patch of its block."""
     from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.model_selection import GroupKFold
 
     from asgm.evaluate import f_beta_threshold
 
@@ -170,18 +174,35 @@ def train_scar_classifier(dataset, train_rows: np.ndarray, validation_rows: np.n
     if missing:
         raise InputFileError(dataset.path / "dataset.json", f"has no band(s) {missing}, which the scar classifier needs",
                              f"build the dataset with the bands {' '.join(SCAR_BANDS)}")
-    x, y = weak_pixel_labels(dataset, train_rows, ndvi_max=ndvi_max, seed=seed)
+    x, y, owner = weak_pixel_labels(dataset, rows, ndvi_max=ndvi_max, seed=seed)
+    block = np.asarray(groups)[_positions(rows, owner)]
+    out_of_fold = np.full(len(y), np.nan)
+    n_folds = min(folds, len(np.unique(block)))
+    if n_folds >= 2 and len(set(y.tolist())) == 2:
+        for fit, held in GroupKFold(n_splits=n_folds).split(x, y, block):
+            if len(set(y[fit].tolist())) == 2:
+                out_of_fold[held] = HistGradientBoostingClassifier(max_iter=200, random_state=seed).fit(x[fit], y[fit]).predict_proba(x[held])[:, 1]
+    scored = np.isfinite(out_of_fold)
+    threshold = f_beta_threshold(y[scored], out_of_fold[scored])[0] if scored.any() and len(set(y[scored].tolist())) == 2 else 0.5
     model = HistGradientBoostingClassifier(max_iter=200, random_state=seed).fit(x, y)
-    xv, yv = weak_pixel_labels(dataset, validation_rows, ndvi_max=ndvi_max, seed=seed + 1)
-    threshold = f_beta_threshold(yv, model.predict_proba(xv)[:, 1])[0] if len(set(yv.tolist())) == 2 else 0.5
     info = {"version": CLASSIFIER_VERSION, "dataset": str(dataset.path), "fingerprint": dataset.fingerprint, "ndvi_max": ndvi_max,
-            "train_pixels": int(len(y)), "train_mine_share": round(float(y.mean()), 3), "validation_pixels": int(len(yv))}
+            "pixels": int(len(y)), "mine_share": round(float(y.mean()), 3), "patches": int(len(rows)), "folds": int(n_folds),
+            "threshold_chosen_on": f"out-of-fold predictions, {n_folds} folds of whole spatial blocks"}
     return ScarClassifier(model, float(threshold), info)
 
 
+def _positions(rows: np.ndarray, owner: np.ndarray) -> np.ndarray:
+    """For each pixel's patch row, its position in ``rows``."""
+    where = {row: i for i, row in enumerate(rows)}
+    return np.array([where[r] for r in owner], dtype=int)
+
+
 def ensure_scar_classifier(model_dir: Path, ndvi_max: float = 0.25) -> ScarClassifier:
-    """The scar classifier of a scan model: trained on the model's own training patches and
-    validated on its validation patches (never its test patches), cached in ``model_dir/scar_classifier/``."""
+    """The scar classifier of a scan model: trained on the model's own training and validation
+    patches (never its test patches), its threshold chosen out of fold by spatial block; cached in
+    ``model_dir/scar_classifier/``."""
+    import pandas as pd
+
     from asgm.patches import read_dataset
 
     config = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8"))
@@ -191,10 +212,10 @@ def ensure_scar_classifier(model_dir: Path, ndvi_max: float = 0.25) -> ScarClass
         if (cached.info.get("version"), cached.info.get("training_key"), cached.info.get("ndvi_max")) == (CLASSIFIER_VERSION, config.get("training_key"), ndvi_max):
             return cached
     dataset = read_dataset(config["dataset"]["path"])
-    ids = config["split"]["patch_ids"]
-    position = {pid: i for i, pid in enumerate(dataset.index["patch_id"])}
-    rows = {part: np.array([position[p] for p in ids[part] if p in position]) for part in ("train", "validation")}
-    classifier = train_scar_classifier(dataset, rows["train"], rows["validation"], ndvi_max)
+    predictions = pd.read_csv(Path(model_dir) / "predictions.csv")
+    used = predictions[predictions["split"].isin(["train", "validation"])]
+    rows = dataset.rows(used["patch_id"])
+    classifier = train_scar_classifier(dataset, rows, used["block"].to_numpy(), ndvi_max)
     classifier.info["training_key"] = config.get("training_key")
     classifier.save(directory)
     return classifier

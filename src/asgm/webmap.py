@@ -130,6 +130,18 @@ def screenshot(html: str | Path, png: str | Path, size: tuple[int, int] = (1100,
     return png
 
 
+def _finish(fmap, tiles, composite, path: str | Path | None):
+    """Add the layer control and the offline fallback (after every layer), and save atomically."""
+    import folium
+
+    folium.LayerControl(collapsed=False).add_to(fmap)
+    add_offline_fallback(fmap, tiles, composite)
+    if path is not None:
+        with atomic_path(path) as tmp:
+            fmap.save(str(tmp))
+    return fmap
+
+
 def scan_map(raster: str | Path, probability: str | Path, found: gpd.GeoDataFrame, features: gpd.GeoDataFrame | None = None,
              truth: gpd.GeoDataFrame | None = None, path: str | Path | None = None, synthetic: bool = False,
              max_pixels: int = 1200, show_probability: bool = False):
@@ -164,12 +176,7 @@ def scan_map(raster: str | Path, probability: str | Path, found: gpd.GeoDataFram
                        tooltip=folium.GeoJsonTooltip(fields=["mean_confidence", "max_confidence", "area_ha", "windows"])).add_to(fmap)
     if synthetic:
         fmap.get_root().html.add_child(folium.Element(f'<div style="position:fixed;top:10px;left:60px;z-index:9999;background:white;padding:4px 8px;font:bold 14px sans-serif">{SYNTHETIC_LABEL}</div>'))
-    folium.LayerControl(collapsed=False).add_to(fmap)
-    add_offline_fallback(fmap, tiles, composite)
-    if path is not None:
-        with atomic_path(path) as tmp:
-            fmap.save(str(tmp))
-    return fmap
+    return _finish(fmap, tiles, composite, path)
 
 
 #: Colours of the change classes (new, expanded, persisting, receded).
@@ -218,10 +225,5 @@ def monitoring_map(result, path: str | Path | None = None, synthetic: bool = Fal
     fmap.get_root().html.add_child(folium.Element(
         f'<div style="position:fixed;top:10px;left:60px;z-index:9999;background:white;padding:4px 8px;font:13px sans-serif">'
         f'<b>{label}</b>Mining {result.periods[0]}–{newest}; change {result.periods[-2]} → {newest}: {legend}</div>'))
-    folium.LayerControl(collapsed=False).add_to(fmap)
-    add_offline_fallback(fmap, tiles, composite)
-    if path is not None:
-        with atomic_path(path) as tmp:
-            fmap.save(str(tmp))
-    return fmap
+    return _finish(fmap, tiles, composite, path)
 
