@@ -95,3 +95,28 @@ def test_damaged_model_directories_get_a_clear_error(clean_model, tmp_path, case
     assert predict.main(["--model_directory", str(broken), "--input_directory", str(data), "--output", str(tmp_path / "p.csv")]) == 2
     assert name in capsys.readouterr().err
     assert snapshot(tmp_path) == before
+
+
+def test_constant_imagery_is_refused_by_training_and_flagged_by_predict(clean_model, tmp_path):
+    """An all-zero export: training stops naming patches.npy (nothing is written); predict still
+    answers but warns that every patch gets the same probability."""
+    import numpy as np
+
+    from asgm.config import TrainingConfig
+    from asgm.errors import AsgmWarning, InputFileError
+    from asgm.train import train_experiment
+
+    model_dir, data = clean_model
+    zero = tmp_path / "zero"
+    shutil.copytree(data, zero)
+    patches = np.load(zero / "patches.npy")
+    bands = [i for i, c in enumerate(read_dataset(zero).channels) if c.startswith("B")]
+    patches[..., bands] = 0
+    np.save(zero / "patches.npy", patches)
+    with pytest.raises(InputFileError, match=r"(?s)patches\.npy.*holds the same value.*How to fix"):
+        train_experiment(zero, tmp_path / "models", "m", TrainingConfig(epochs=1), progress=False)
+    assert not (tmp_path / "models" / "m").exists()
+    with pytest.warns(AsgmWarning, match="same probability"):
+        table = predict.predict_dataset(model_dir, zero, tmp_path / "p.csv", progress=False)
+    assert table["probability"].nunique() == 1
+    assert not read_dataset(data).imagery_is_constant()

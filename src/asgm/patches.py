@@ -56,6 +56,16 @@ class Dataset:
     def __len__(self) -> int:
         return len(self.index)
 
+    def imagery_is_constant(self, sample: int = 512) -> bool:
+        """Whether every reflectance channel holds one value over (a spread sample of) the patches:
+        an all-zero or failed export, which no model can learn from or tell apart."""
+        bands = [self.channels.index(c) for c in self.band_channels]
+        if not bands or not len(self):
+            return False
+        rows = np.unique(np.linspace(0, len(self) - 1, min(sample, len(self))).astype(int))
+        values = np.asarray(self.patches[rows][..., bands])
+        return bool((values.min(axis=(0, 1, 2)) == values.max(axis=(0, 1, 2))).all())
+
     def rows(self, patch_ids) -> np.ndarray:
         """Row numbers (into ``patches`` and ``index``) of the given patch ids, in their order.
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import pandas as pd
 
 from asgm.atomic import atomic_path, check_target
 from asgm.calibrate import apply_calibration
-from asgm.errors import AsgmError, InputFileError, read_json_object
+from asgm.errors import AsgmError, AsgmWarning, InputFileError, read_json_object
 from asgm.models import normalize_patches, predict_probabilities
 from asgm.patches import Dataset, read_dataset
 from asgm.progress import progress_bar
@@ -110,6 +111,9 @@ def predict_dataset(model_directory: str | Path, input_directory: str | Path, ou
     check_target(output, directory=False, what="predictions CSV")
     trained = load_trained_model(model_directory)
     dataset = read_dataset(input_directory)
+    if dataset.imagery_is_constant():
+        warnings.warn(f"{Path(input_directory) / 'patches.npy'}: every reflectance channel holds one value in every patch (an all-zero or "
+                      "failed export?), so every patch gets the same probability; check the dataset before trusting the predictions", AsgmWarning, stacklevel=2)
     probability = trained.predict(dataset, progress=progress)
     table = pd.DataFrame({"patch_id": dataset.index["patch_id"], "probability": probability,
                           "prediction": (probability >= trained.threshold).astype(int)})

@@ -256,7 +256,11 @@ def train_experiment(dataset: Dataset | str | Path, output_directory: str | Path
     if not force and is_complete(model_dir, key):
         return model_dir
 
-    # first: an impossible split fails before the patches are read
+    if dataset.imagery_is_constant():
+        raise InputFileError(dataset.path / "patches.npy", f"every reflectance channel {dataset.band_channels} holds the same value in every patch "
+                             "(an all-zero or failed export): there is nothing to learn",
+                             "rebuild the dataset from imagery with data (notebook 02), or check the export's date window and bands")
+    # an impossible split fails before the patches are read
     given = split
     assigned = split_dataset(dataset, config) if given is None else _checked_split(dataset, given)
     split = assigned["split"].to_numpy()
