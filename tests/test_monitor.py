@@ -62,6 +62,46 @@ def test_gee_periods_need_date_windows(project):
         load_profile("demo", root=project)
 
 
+def test_stac_periods_are_exported_once_each_with_their_own_window(project, monkeypatch):
+    """For gee/stac profiles each period's composite is exported over the scan boundary with the
+    period's dates and cached: a rerun exports nothing (offline: the source and the export are fakes)."""
+    import contextlib
+
+    import asgm.imagery
+    import asgm.imagery.remote
+    from asgm.monitor import period_rasters
+
+    path = project / "configs" / "demo.yaml"
+    path.write_text(path.read_text().replace("source: demo ", "source: stac ").replace("  path: data/demo/demo/s2_l1c_composite.tif\n",
+                    "  date_start: 2023-01-01\n  date_end: 2024-01-01\n"))
+    boundary = project / "data" / "demo" / "demo" / "boundary.geojson"
+    boundary.parent.mkdir(parents=True)
+    gpd.GeoDataFrame(geometry=[box(-61.9, 7.3, -61.8, 7.4)], crs=4326).to_file(boundary)
+    cfg = load_profile("demo", root=project)
+    windows, exported = [], []
+
+    @contextlib.contextmanager
+    def fake_source(profile, progress=True):
+        windows.append((profile.imagery.date_start, profile.imagery.date_end))
+        yield "source"
+
+    def fake_export(source, region, target):
+        exported.append(Path(target).name)
+        Path(target).parent.mkdir(parents=True, exist_ok=True)
+        Path(target).write_bytes(b"tif")
+        return Path(target)
+
+    monkeypatch.setattr(asgm.imagery, "open_source", fake_source)
+    monkeypatch.setattr(asgm.imagery.remote, "export_composite", fake_export)
+    rasters, history = period_rasters(cfg, progress=False)
+    assert history is None and list(rasters) == ["2021", "2022", "2023", "2024"]
+    assert windows == [("2021-01-01", "2022-01-01"), ("2022-01-01", "2023-01-01"), ("2023-01-01", "2024-01-01"), ("2024-01-01", "2025-01-01")]
+    assert exported == ["2021.tif", "2022.tif", "2023.tif", "2024.tif"]
+    assert all(p.parent == cfg.cache_dir / "monitoring" / "demo" for p in rasters.values())
+    period_rasters(cfg, progress=False)
+    assert len(exported) == 4, "a rerun reuses the exported composites"
+
+
 def test_shipped_periods_load():
     cfg = load_profile("demo", root=ROOT)
     assert [p.name for p in cfg.monitoring.periods] == ["2021", "2022", "2023", "2024"]
