@@ -104,7 +104,7 @@ def pixel_features(reflectance: dict[str, np.ndarray], ndvi_max: float = 0.25) -
 
 @dataclass
 class ScarClassifier:
-    """Probability that a candidate pixel is mine ground, and the threshold chosen on validation."""
+    """Probability that a candidate pixel is mine ground, and the threshold chosen out of fold."""
 
     model: object
     threshold: float
