@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from asgm.atomic import plain_name
-from asgm.errors import ConfigError, InputFileError
+from asgm.errors import AsgmError, ConfigError, InputFileError
 
 #: Sentinel-2 L1C bands in Earth Genome's order (B8A before B8).
 S2_BANDS = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8A", "B8", "B9", "B11", "B12")
@@ -576,8 +576,9 @@ def _validate_monitoring(prof: Profile, src: Path) -> None:
         setting = f"monitoring.periods[{i}]"
         try:
             plain_name(period.name, f"{setting}.name")
-        except Exception as exc:
-            raise ConfigError(f"{setting}.name", str(exc).split(". Give")[0], "give a name such as 2023 or 2023q1", src) from None
+        except AsgmError:
+            raise ConfigError(f"{setting}.name", f"{period.name!r} is not a plain name: it names the period's files and directories",
+                              "give a name such as 2023 or 2023q1 (no leading dot, no / or \\)", src) from None
         if period.name in names[:i]:
             raise ConfigError(f"{setting}.name", f"{period.name!r} is used by more than one period", "give each period its own name", src)
         if prof.imagery.source in ("gee", "stac"):

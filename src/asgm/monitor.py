@@ -46,28 +46,34 @@ CHANGE_CLASSES = ("new", "expanded", "persisting", "receded")
 
 def footprint_mask(found: gpd.GeoDataFrame, grid: Grid) -> np.ndarray:
     """Detections burned on ``grid`` (every pixel whose centre is inside one)."""
-    if not len(found):
-        return np.zeros(grid.shape, dtype=bool)
-    geoms = found.to_crs(grid.crs).geometry
-    return rasterize([(g, 1) for g in geoms], out_shape=grid.shape, transform=grid.transform, dtype=np.uint8).astype(bool)
+    return _burn(found.to_crs(grid.crs).geometry if len(found) else [], grid)
 
 
-def mask_polygons(mask: np.ndarray, grid: Grid, values: dict[str, np.ndarray] | None = None) -> gpd.GeoDataFrame:
+def mask_polygons(mask: np.ndarray, grid: Grid, maxima: dict[str, np.ndarray] | None = None, minima: dict[str, np.ndarray] | None = None,
+                  areas: dict[str, np.ndarray] | None = None) -> gpd.GeoDataFrame:
     """Connected patches (8-connected) of a boolean raster as polygons with their area in hectares;
-    ``values`` (name → raster) adds each patch's maximum of each raster."""
+    each patch's maximum of each raster of ``maxima``, minimum of each of ``minima``, and hectares of
+    each boolean raster of ``areas`` are added as columns of those names."""
     labels, n = ndimage.label(mask, structure=EIGHT)
-    columns = ["area_ha", *(values or {})]
+    columns = ["area_ha", *(areas or {}), *(maxima or {}), *(minima or {})]
     if not n:
         return gpd.GeoDataFrame(columns=columns, geometry=[], crs=grid.crs)
     index = np.arange(1, n + 1)
-    data = {"area_ha": np.round(ndimage.sum(mask, labels, index) * grid.pixel_ha, 3)}
-    for name, raster in (values or {}).items():
+    data = {name: np.round(ndimage.sum(raster, labels, index) * grid.pixel_ha, 3) for name, raster in {"area_ha": mask, **(areas or {})}.items()}
+    for name, raster in (maxima or {}).items():
         data[name] = np.round(ndimage.maximum(raster, labels, index), 4)
+    for name, raster in (minima or {}).items():
+        data[name] = ndimage.minimum(raster, labels, index)
     parts: dict[int, list] = {}
     for geom, value in shapes(labels.astype(np.int32), mask=mask, transform=grid.transform, connectivity=8):
         parts.setdefault(int(value), []).append(shape(geom))
     geometry = [gpd.GeoSeries(parts[i]).union_all() for i in index]
     return gpd.GeoDataFrame(data, geometry=geometry, crs=grid.crs)
+
+
+def _period_names(first_seen, periods: tuple[str, ...]) -> list[str | None]:
+    """Period names of first-seen indices (255: never seen)."""
+    return [periods[int(v)] if v < 255 else None for v in first_seen]
 
 
 def confidence_raster(found: gpd.GeoDataFrame, grid: Grid) -> np.ndarray:
@@ -89,7 +95,8 @@ def change_classes(current: np.ndarray, previous: np.ndarray | None, before: np.
     (classes, new)
         ``classes``: per pixel 0 (none) or 1 + the index in :data:`CHANGE_CLASSES` (the receded class
         marks what was in ``previous`` and is gone); every pixel of one current patch has the patch's
-        class, except new patches smaller than ``min_change_ha`` (0: too small to report). ``new``: the pixels mapped for the first time (beyond the tolerance).
+        class, except new patches smaller than ``min_change_ha`` (0: too small to report).
+        ``new``: the pixels mapped for the first time (beyond the tolerance).
     """
     classes = np.zeros(current.shape, dtype=np.uint8)
     if before is None:
@@ -129,12 +136,8 @@ def change_polygons(classes: np.ndarray, new: np.ndarray, first_seen: np.ndarray
         mask = classes == i + 1
         if not mask.any():
             continue
-        # the earliest period is the largest of 255 - index (255: never seen)
-        gdf = mask_polygons(mask, grid, {"confidence": confidence, "first": (255 - first_seen.astype(np.int32)).astype(np.float32)})
-        labels, n = ndimage.label(mask, structure=EIGHT)
-        gdf["new_ha"] = np.round(ndimage.sum(new, labels, np.arange(1, n + 1)) * grid.pixel_ha, 3)
-        gdf["first_seen"] = [periods[255 - int(v)] if v > 0 else None for v in gdf.pop("first")]
-        gdf = gdf[["area_ha", "new_ha", "confidence", "first_seen", "geometry"]]
+        gdf = mask_polygons(mask, grid, maxima={"confidence": confidence}, minima={"first_seen": first_seen}, areas={"new_ha": new})
+        gdf["first_seen"] = _period_names(gdf["first_seen"], periods)
         gdf.insert(0, "change", name)
         frames.append(gdf)
     if not frames:
@@ -277,6 +280,7 @@ def run_monitoring(cfg, progress: bool = True) -> MonitoringResult:
     threshold = next(t for t in (mo.threshold, sc.threshold, trained.threshold) if t is not None)
     isolated = mo.isolated_threshold if mo.isolated_threshold is not None else sc.isolated_threshold
     uses_osm = any(c in cfg.osm.channels for c in trained.channels)
+    raster_bands = cfg.imagery.raster_bands if cfg.imagery.source == "local" else None
     out = cfg.reports_dir / "monitoring"
     classifier = ensure_scar_classifier(model_dir, mo.scar_ndvi) if mo.scar_method == "classifier" else None
     settings = {"threshold": round(float(threshold), 4), "isolated_threshold": isolated, "model": model_dir.name, "scar_method": mo.scar_method,
@@ -289,17 +293,17 @@ def run_monitoring(cfg, progress: bool = True) -> MonitoringResult:
         result = scan_region(model_dir, raster, out / name, stride=sc.stride, tile_px=sc.tile_px,
                              osm_features=cfg.osm_features_path if uses_osm else None, fast=sc.fast, scheduler=scheduler,
                              workers=sc.workers, max_nodata_fraction=cfg.patches.max_nodata_fraction,
-                             raster_bands=cfg.imagery.raster_bands if cfg.imagery.source == "local" else None, progress=progress)
+                             raster_bands=raster_bands, progress=progress)
         found[name] = detections(result.probability, threshold, isolated, sc.isolated_neighbours, sc.isolated_distance_m)
         write_detections(found[name].assign(period=name, **settings), out / name / "detections.geojson")
-        reflectance, period_grid = read_reflectance(raster, cfg.imagery.scale, cfg.imagery.raster_bands if cfg.imagery.source == "local" else None)
+        reflectance, period_grid = read_reflectance(raster, cfg.imagery.scale, raster_bands)
         if grid is not None and (period_grid.shape != grid.shape or period_grid.transform != grid.transform or period_grid.crs != grid.crs):
             raise InputFileError(raster, f"is not on the pixel grid of the first period's composite ({rasters[names[0]]})",
                                  "export every period over the same boundary and CRS (or warp them to one grid, e.g. gdalwarp -tap)")
         grid = period_grid
         masks[name] = scar_mask(reflectance, footprint_mask(found[name], grid), classifier, ndvi_max=mo.scar_ndvi)
         confidences[name] = confidence_raster(found[name], grid)
-        scars[name] = mask_polygons(masks[name], grid, {"confidence": confidences[name]})
+        scars[name] = mask_polygons(masks[name], grid, maxima={"confidence": confidences[name]})
         write_detections(scars[name].assign(period=name, **settings), out / name / "scar.geojson")
         _write_mask(out / name / "scar.tif", masks[name], grid)
     timer["scan"] = time.perf_counter()
@@ -311,8 +315,8 @@ def run_monitoring(cfg, progress: bool = True) -> MonitoringResult:
         changes[name] = change_polygons(classes, new, first_seen, np.maximum(confidences[name], confidences[names[k - 1]] if k else 0), grid, names)
         write_detections(changes[name].assign(period=name, **settings), out / name / "change.geojson")
         before = masks[name] if before is None else before | masks[name]
-    cumulative = mask_polygons(before, grid, {"first": (255 - first_seen.astype(np.int32)).astype(np.float32)})
-    cumulative["first_seen"] = [names[255 - int(v)] for v in cumulative.pop("first")]
+    cumulative = mask_polygons(before, grid, minima={"first_seen": first_seen})
+    cumulative["first_seen"] = _period_names(cumulative["first_seen"], names)
     write_detections(cumulative.assign(since=names[0], until=names[-1], **settings), out / "cumulative.geojson")
     summary = pd.DataFrame({
         "detections": [len(found[n]) for n in names],
@@ -426,6 +430,7 @@ def evaluate_history(history, masks: dict[str, np.ndarray], changes: dict[str, g
 
 
 def _burn(geometries, grid: Grid, all_touched: bool = False) -> np.ndarray:
+    """Geometries (in the grid's CRS) as a boolean raster on ``grid``."""
     shapes_ = [(g, 1) for g in geometries]
     if not shapes_:
         return np.zeros(grid.shape, dtype=bool)

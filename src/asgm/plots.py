@@ -540,19 +540,23 @@ def plot_scan(raster: str | Path, probability: str | Path, found: gpd.GeoDataFra
     return fig
 
 
+def true_colour_crop(raster: str | Path, bounds: tuple[float, float, float, float]) -> np.ndarray:
+    """B4, B3, B2 of a raster over ``bounds`` (left, bottom, right, top in its CRS) as (H, W, 3)
+    float32, zero where the bounds reach past the raster."""
+    with rasterio.open(raster) as src:
+        names = list(src.descriptions)
+        window = rasterio.windows.from_bounds(*bounds, transform=src.transform).round_offsets().round_lengths()
+        crop = src.read([names.index(b) + 1 for b in ("B4", "B3", "B2")], window=window, boundless=True, fill_value=0)
+    return crop.transpose(1, 2, 0).astype(np.float32)
+
+
 def save_before_after(before_raster: str | Path, after_raster: str | Path, geometry, path: str | Path, before: str, after: str,
                       margin_m: float = 300.0) -> Path:
     """A small PNG: true colour of ``geometry``'s surroundings in two periods, side by side, the
     polygon outlined, both stretched alike (so a change of colour is a change on the ground)."""
     x0, y0, x1, y1 = geometry.bounds
     window_bounds = (x0 - margin_m, y0 - margin_m, x1 + margin_m, y1 + margin_m)
-    crops = []
-    for raster in (before_raster, after_raster):
-        with rasterio.open(raster) as src:
-            names = list(src.descriptions)
-            idx = [names.index(b) + 1 for b in ("B4", "B3", "B2")]
-            window = rasterio.windows.from_bounds(*window_bounds, transform=src.transform).round_offsets().round_lengths()
-            crops.append(src.read(idx, window=window, boundless=True, fill_value=0).transpose(1, 2, 0).astype(np.float32))
+    crops = [true_colour_crop(raster, window_bounds) for raster in (before_raster, after_raster)]
     both = np.concatenate([c.reshape(-1, 3) for c in crops])
     limits = np.percentile(both[both.sum(-1) > 0], [2, 98], axis=0) if (both.sum(-1) > 0).any() else None
     fig, axes = plt.subplots(1, 2, figsize=(4.4, 2.4))
@@ -584,11 +588,7 @@ def plot_monitoring(rasters: dict[str, Path], scars: dict[str, gpd.GeoDataFrame]
                 ax.set_ylim(bottom, top)
                 ax.add_patch(plt.Rectangle((focus.x - half, focus.y - half), focus_m, focus_m, fill=False, color="white", linewidth=1))
             else:
-                with rasterio.open(rasters[name]) as src:
-                    names = list(src.descriptions)
-                    window = rasterio.windows.from_bounds(focus.x - half, focus.y - half, focus.x + half, focus.y + half, transform=src.transform)
-                    crop = src.read([names.index(b) + 1 for b in ("B4", "B3", "B2")], window=window.round_offsets().round_lengths(),
-                                    boundless=True, fill_value=0).transpose(1, 2, 0).astype(np.float32)
+                crop = true_colour_crop(rasters[name], (focus.x - half, focus.y - half, focus.x + half, focus.y + half))
                 ax.imshow(stretch(crop, valid=crop.sum(-1) > 0), extent=(focus.x - half, focus.x + half, focus.y - half, focus.y + half))
                 ax.set_xlim(focus.x - half, focus.x + half)
                 ax.set_ylim(focus.y - half, focus.y + half)

@@ -206,7 +206,8 @@ def _load(model_dir: str, stride: int):
         converted = fully_convolutional(trained.model)
         if converted is not None and stride % converted[1] == 0:
             # Only the kept windows' last stage is computed (a strided last stage, see fully_convolutional).
-            fcn, fcn_stride = fully_convolutional(trained.model, step=stride // converted[1])
+            step = stride // converted[1]
+            fcn, fcn_stride = fully_convolutional(trained.model, step=step) if step > 1 else converted
             # One graph for every tile shape (edge tiles are smaller), instead of op-by-op eager calls.
             converted = (tf.function(lambda x: fcn(x, training=False), reduce_retracing=True), fcn_stride)
         else:

@@ -84,14 +84,14 @@ def candidates(reflectance: dict[str, np.ndarray], ndvi_max: float = 0.25, cloud
     return water, clear & ~water & (ndvi < ndvi_max)
 
 
-def pixel_features(reflectance: dict[str, np.ndarray], ndvi_max: float = 0.25) -> np.ndarray:
+def pixel_features(reflectance: dict[str, np.ndarray], water: np.ndarray, bare: np.ndarray) -> np.ndarray:
     """(H, W, 19) features of each pixel: the six bands, NDVI, NDWI, their means and B4's over 5 and
-    11 px, B4's local spread, and the share of water and of bare ground within 11 and 21 px."""
+    11 px, B4's local spread, and the share of ``water`` and of ``bare`` ground (:func:`candidates`)
+    within 11 and 21 px."""
     b = {k: np.nan_to_num(reflectance[k]) for k in SCAR_BANDS}
     with np.errstate(invalid="ignore", divide="ignore"):
         ndvi = np.nan_to_num((b["B8"] - b["B4"]) / (b["B8"] + b["B4"]))
         ndwi = np.nan_to_num((b["B3"] - b["B8"]) / (b["B3"] + b["B8"]))
-    water, bare = candidates(reflectance, ndvi_max)
     features = [b[k] for k in SCAR_BANDS] + [ndvi, ndwi]
     for size in (5, 11):
         features += [ndimage.uniform_filter(x, size) for x in (ndvi, ndwi, b["B4"])]
@@ -137,7 +137,7 @@ def weak_pixel_labels(dataset, rows: np.ndarray, centre_px: float = 8.0, per_pat
                       seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Features and weak labels of candidate pixels of the patches ``rows``: 1 within ``centre_px``
     of a mine patch's centre (about the size of a typical pit), 0 anywhere in a non-mine patch;
-    at most ``per_patch`` pixels each (None: all). Also returns each pixel's patch row."""
+    at most ``per_patch`` pixels each (None: all). Also returns each pixel's position in ``rows``."""
     rng = np.random.default_rng(seed)
     channels = list(dataset.channels)
     scale = float(dataset.meta["scale"])
@@ -145,8 +145,8 @@ def weak_pixel_labels(dataset, rows: np.ndarray, centre_px: float = 8.0, per_pat
     yy, xx = np.mgrid[:size, :size]
     centre = (yy - (size - 1) / 2) ** 2 + (xx - (size - 1) / 2) ** 2 <= centre_px ** 2
     labels = dataset.index["label"].to_numpy()
-    xs, ys, owners = [], [], []
-    for row in rows:
+    xs, ys, positions = [], [], []
+    for position, row in enumerate(rows):
         patch = np.asarray(dataset.patches[row], dtype=np.float32)
         reflectance = {b: patch[..., channels.index(b)] / scale for b in SCAR_BANDS}
         water, bare = candidates(reflectance, ndvi_max)
@@ -154,10 +154,10 @@ def weak_pixel_labels(dataset, rows: np.ndarray, centre_px: float = 8.0, per_pat
         pick = np.flatnonzero(chosen.ravel())
         if per_patch is not None and len(pick) > per_patch:
             pick = rng.choice(pick, per_patch, replace=False)
-        xs.append(pixel_features(reflectance, ndvi_max).reshape(-1, 19)[pick])
+        xs.append(pixel_features(reflectance, water, bare).reshape(-1, 19)[pick])
         ys.append(np.full(len(pick), labels[row], dtype=np.int8))
-        owners.append(np.full(len(pick), row))
-    return np.concatenate(xs), np.concatenate(ys), np.concatenate(owners)
+        positions.append(np.full(len(pick), position))
+    return np.concatenate(xs), np.concatenate(ys), np.concatenate(positions)
 
 
 def train_scar_classifier(dataset, rows: np.ndarray, groups: np.ndarray, ndvi_max: float = 0.25, folds: int = 5, seed: int = 0) -> ScarClassifier:
@@ -174,8 +174,8 @@ def train_scar_classifier(dataset, rows: np.ndarray, groups: np.ndarray, ndvi_ma
     if missing:
         raise InputFileError(dataset.path / "dataset.json", f"has no band(s) {missing}, which the scar classifier needs",
                              f"build the dataset with the bands {' '.join(SCAR_BANDS)}")
-    x, y, owner = weak_pixel_labels(dataset, rows, ndvi_max=ndvi_max, seed=seed)
-    block = np.asarray(groups)[_positions(rows, owner)]
+    x, y, position = weak_pixel_labels(dataset, rows, ndvi_max=ndvi_max, seed=seed)
+    block = np.asarray(groups)[position]
     out_of_fold = np.full(len(y), np.nan)
     n_folds = min(folds, len(np.unique(block)))
     if n_folds >= 2 and len(set(y.tolist())) == 2:
@@ -189,12 +189,6 @@ def train_scar_classifier(dataset, rows: np.ndarray, groups: np.ndarray, ndvi_ma
             "pixels": int(len(y)), "mine_share": round(float(y.mean()), 3), "patches": int(len(rows)), "folds": int(n_folds),
             "threshold_chosen_on": f"out-of-fold predictions, {n_folds} folds of whole spatial blocks"}
     return ScarClassifier(model, float(threshold), info)
-
-
-def _positions(rows: np.ndarray, owner: np.ndarray) -> np.ndarray:
-    """For each pixel's patch row, its position in ``rows``."""
-    where = {row: i for i, row in enumerate(rows)}
-    return np.array([where[r] for r in owner], dtype=int)
 
 
 def ensure_scar_classifier(model_dir: Path, ndvi_max: float = 0.25) -> ScarClassifier:
@@ -246,7 +240,7 @@ def scar_mask(reflectance: dict[str, np.ndarray], footprint: np.ndarray, classif
     water, bare = candidates(reflectance, ndvi_max)
     if classifier is not None:
         where = (water | bare) & footprint
-        mine = classifier.probability(pixel_features(reflectance, ndvi_max), where) >= classifier.threshold
+        mine = classifier.probability(pixel_features(reflectance, water, bare), where) >= classifier.threshold
         return kept_patches(mine, footprint, inside_share, min_pixels, max_elongation) & footprint
     ponds = kept_patches(water, footprint, inside_share, min_pixels, max_elongation)
     ground = kept_patches(bare, footprint, inside_share, min_pixels, max_elongation)

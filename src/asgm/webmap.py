@@ -193,13 +193,12 @@ def monitoring_map(result, path: str | Path | None = None, synthetic: bool = Fal
     from asgm.monitor import zone_names
 
     newest = result.periods[-1]
-    _, (left, bottom, right, top), _ = rgb_preview(result.rasters[newest], 8, crs="EPSG:4326")
-    fmap, tiles = offline_map((left, bottom, right, top))
-    composite = None
-    for name in result.periods:
-        rgb, (l, b, r, t), _ = rgb_preview(result.rasters[name], max_pixels, crs="EPSG:4326")
+    previews = {name: rgb_preview(result.rasters[name], max_pixels, crs="EPSG:4326")[:2] for name in result.periods}
+    fmap, tiles = offline_map(previews[newest][1])
+    for name, (rgb, (l, b, r, t)) in previews.items():
         layer = folium.raster_layers.ImageOverlay(rgb, bounds=[[b, l], [t, r]], name=f"{name} true colour", show=name == newest).add_to(fmap)
-        composite = layer if name == newest else composite
+        if name == newest:
+            composite = layer
     if result.zones is not None and len(result.zones):
         folium.GeoJson(result.zones[["name", "geometry"]].to_crs(4326), name="zones",
                        style_function=lambda _: {"color": "#ffffff", "weight": 2, "dashArray": "6 4", "fillOpacity": 0},
