@@ -51,6 +51,7 @@ VARIANTS = {
     "recipe": {},
     "no_schedule": {"lr_patience": None},
     "eg_augment": {"augment": AUGMENTATIONS},
+    "gain": {"augment": ("dihedral", "gain")},
     "bagged3": {"ensemble": 3, "bagging": 0.7},
     "scan_cnn": {"architecture": "scan_cnn"},
     "thesis_cnn": {"architecture": "thesis_cnn", "standardize": False, "learning_rate": 3e-4, "patience": 10,

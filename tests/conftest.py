@@ -13,6 +13,12 @@ from rasterio.transform import from_origin
 
 matplotlib.use("Agg")
 
+# Under pytest-xdist (make test) the workers already fill the cores: one TensorFlow thread per worker
+# (and per subprocess it starts) instead of a pool per core in each, which only oversubscribes them.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
+    os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
+
 from asgm.config import S2_BANDS, SyntheticConfig  # noqa: E402
 from asgm.imagery.demo import generate_demo_region  # noqa: E402
 

@@ -81,6 +81,7 @@ def test_training_killed_then_rerun(training_setup, tmp_path, module, function, 
     assert np.allclose(a["probability"], b["probability"], atol=1e-5), "the rerun trains the same model"
 
 
+SCAN_PATH = f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r})\n"  # the scan's test helpers
 SCAN = """
 import keras, numpy as np
 from asgm import scan
@@ -91,26 +92,37 @@ scan.scan_region(directory, "scene.tif", "{out}", stride=24, tile_px=120, progre
 """
 
 
-@pytest.mark.parametrize("after", [0, 5])
-def test_scan_killed_after_some_tiles_then_rerun(tmp_path, after):
-    rng = np.random.default_rng(1)
-    data = rng.integers(200, 3000, (4, 300, 260)).astype(np.uint16)
-    write_raster(tmp_path / "scene.tif", data, bands=("B2", "B3", "B4", "B8"))
-    tests = Path(__file__).parent
-    body = f"import sys; sys.path.insert(0, {str(tests)!r})\n"
-    clean = subprocess.run([sys.executable, "-c", body + SCAN.format(out="clean")], cwd=tmp_path, capture_output=True, text=True)
+@pytest.fixture(scope="module")
+def scan_setup(tmp_path_factory):
+    """A scene and its uninterrupted scan, shared by the scan's fault tests."""
+    root = tmp_path_factory.mktemp("scan")
+    data = np.random.default_rng(1).integers(200, 3000, (4, 300, 260)).astype(np.uint16)
+    write_raster(root / "scene.tif", data, bands=("B2", "B3", "B4", "B8"))
+    clean = subprocess.run([sys.executable, "-c", SCAN_PATH + SCAN.format(out="clean")], cwd=root, capture_output=True, text=True)
     assert clean.returncode == 0, clean.stderr
-    assert run_killed(body + SCAN.format(out="out"), "asgm.scan", "scan_tile", after, tmp_path) == KILLED
-    assert not (tmp_path / "out" / "probability.tif").exists()
-    assert len(list((tmp_path / "out").glob("tiles-*/*.npy"))) == after
-    rerun = subprocess.run([sys.executable, "-c", body + SCAN.format(out="out")], cwd=tmp_path, capture_output=True, text=True)
+    return root
+
+
+def same_as_clean(out: Path, scan_setup: Path) -> bool:
+    with rasterio.open(out / "probability.tif") as a, rasterio.open(scan_setup / "clean" / "probability.tif") as b:
+        return np.array_equal(a.read(1), b.read(1), equal_nan=True)
+
+
+def test_scan_killed_before_the_first_tile_and_after_some_tiles_then_rerun(scan_setup, tmp_path):
+    """Killed before its first tile is written, then killed again after 5 more (the second run
+    resumes from what the first left), then finished: bit-identical to an uninterrupted scan."""
+    (tmp_path / "scene.tif").symlink_to(scan_setup / "scene.tif")
+    for after, tiles in ((0, 0), (5, 5)):
+        assert run_killed(SCAN_PATH + SCAN.format(out="out"), "asgm.scan", "scan_tile", after, tmp_path) == KILLED
+        assert not (tmp_path / "out" / "probability.tif").exists()
+        assert len(list((tmp_path / "out").glob("tiles-*/*.npy"))) == tiles
+    rerun = subprocess.run([sys.executable, "-c", SCAN_PATH + SCAN.format(out="out")], cwd=tmp_path, capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr
-    with rasterio.open(tmp_path / "out" / "probability.tif") as a, rasterio.open(tmp_path / "clean" / "probability.tif") as b:
-        assert np.array_equal(a.read(1), b.read(1), equal_nan=True), "bit-identical to an uninterrupted scan"
+    assert same_as_clean(tmp_path / "out", scan_setup), "bit-identical to an uninterrupted scan"
     assert hidden(tmp_path / "out") == []
 
 
-def test_training_and_scan_interrupted_by_ctrl_c_clean_up_and_rerun(training_setup, tmp_path):
+def test_training_and_scan_interrupted_by_ctrl_c_clean_up_and_rerun(training_setup, scan_setup, tmp_path):
     """SIGINT (Ctrl-C) during the fit and after two scan tiles: the command stops
     with an error, leaves no temporary behind even before a rerun, and the rerun gives the
     uninterrupted result."""
@@ -123,16 +135,12 @@ def test_training_and_scan_interrupted_by_ctrl_c_clean_up_and_rerun(training_set
     a = pd.read_csv(tmp_path / "models" / "run" / "predictions.csv")
     b = pd.read_csv(training_setup / "clean" / "run" / "predictions.csv")
     assert np.allclose(a["probability"], b["probability"], atol=1e-5)
-    data = np.random.default_rng(1).integers(200, 3000, (4, 300, 260)).astype(np.uint16)
-    write_raster(tmp_path / "scene.tif", data, bands=("B2", "B3", "B4", "B8"))
-    body = f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
-    assert run_killed(body + SCAN.format(out="out"), "asgm.scan", "scan_tile", 2, tmp_path, "SIGINT") != 0
+    (tmp_path / "scene.tif").symlink_to(scan_setup / "scene.tif")
+    assert run_killed(SCAN_PATH + SCAN.format(out="out"), "asgm.scan", "scan_tile", 2, tmp_path, "SIGINT") != 0
     assert not (tmp_path / "out" / "probability.tif").exists() and hidden(tmp_path / "out") == []
     assert len(list((tmp_path / "out").glob("tiles-*/*.npy"))) == 2, "finished tiles are kept for the rerun"
-    for out in ("out", "clean"):
-        assert subprocess.run([sys.executable, "-c", body + SCAN.format(out=out)], cwd=tmp_path, capture_output=True, text=True).returncode == 0
-    with rasterio.open(tmp_path / "out" / "probability.tif") as a, rasterio.open(tmp_path / "clean" / "probability.tif") as b:
-        assert np.array_equal(a.read(1), b.read(1), equal_nan=True)
+    assert subprocess.run([sys.executable, "-c", SCAN_PATH + SCAN.format(out="out")], cwd=tmp_path, capture_output=True, text=True).returncode == 0
+    assert same_as_clean(tmp_path / "out", scan_setup)
 
 
 BUILD = f"""

@@ -28,7 +28,7 @@ def test_random_training_yaml_gives_a_config_or_an_asgm_error(tmp_path, mapping)
     except AsgmError:
         return
     assert isinstance(config, TrainingConfig)
-    assert config.epochs >= 1 and config.learning_rate > 0 and set(config.augment) <= {"dihedral", "rotate", "translate", "zoom", "contrast", "noise"}
+    assert config.epochs >= 1 and config.learning_rate > 0 and set(config.augment) <= {"dihedral", "rotate", "translate", "zoom", "gain", "contrast", "noise"}
 
 
 @settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])

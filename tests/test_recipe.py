@@ -60,7 +60,7 @@ def test_each_transform_keeps_osm_channels_binary(transform):
     out = augment_batch(x, (transform,), binary, np.random.default_rng(2))
     assert out.shape == x.shape and out.dtype == np.float32
     assert set(np.unique(out[..., 2:])) <= {0.0, 1.0}
-    if transform in ("contrast", "noise"):  # bands change, masks do not move
+    if transform in ("gain", "contrast", "noise"):  # bands change, masks do not move
         assert np.array_equal(out[..., 2:], x[..., 2:]) and not np.allclose(out[..., :2], x[..., :2])
     else:
         assert not np.array_equal(out, x)

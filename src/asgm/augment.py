@@ -9,6 +9,9 @@ Augmentation is a set of named transforms (``training.augment``), applied in thi
   reflected borders (Earth Genome's ``RandomRotation(1.0)``, ``RandomTranslation(0.1)`` and
   ``RandomZoom(0.1)`` with ``fill_mode="reflect"``). Reflectance bands are interpolated bilinearly;
   OSM channels with the nearest neighbour, so they stay 0/1;
+- ``gain``: each band of a patch multiplied by its own factor, log-uniform in [1/1.25, 1.25]: a
+  region's haze, season, soil moisture and processing shift its reflectance band by band, and a
+  model that leans on absolute values learns the regions it was trained on (bands only);
 - ``contrast``: each band of a patch scaled about its mean by a factor in [0.9, 1.1] (Keras's
   ``RandomContrast(0.1)``), bands only;
 - ``noise``: Gaussian noise of σ 0.01 reflectance on the bands.
@@ -27,6 +30,7 @@ from asgm.errors import AsgmError
 
 TRANSLATE_FRACTION = 0.1
 ZOOM_FRACTION = 0.1
+GAIN_FACTOR = 1.25
 CONTRAST_FACTOR = 0.1
 NOISE_SIGMA = 0.01
 
@@ -101,6 +105,9 @@ def augment_batch(x: np.ndarray, transforms: Sequence[str], binary: np.ndarray, 
     else:
         x = x.copy()
     bands = ~binary
+    if "gain" in transforms and bands.any():
+        log_gain = rng.uniform(-np.log(GAIN_FACTOR), np.log(GAIN_FACTOR), (n, 1, 1, int(bands.sum())))
+        x[..., bands] *= np.exp(log_gain).astype(np.float32)
     if "contrast" in transforms and bands.any():
         factor = rng.uniform(1 - CONTRAST_FACTOR, 1 + CONTRAST_FACTOR, (n, 1, 1, 1)).astype(np.float32)
         mean = x[..., bands].mean(axis=(1, 2), keepdims=True)

@@ -27,7 +27,7 @@ OSM_CHANNELS = ("highway", "landuse", "building", "aeroway", "waterway")
 
 IMAGERY_SOURCES = ("demo", "local", "gee", "stac")
 #: Names of ``training.augment`` (see :mod:`asgm.augment`) and ``training.calibration`` (:mod:`asgm.calibrate`).
-AUGMENTATIONS = ("dihedral", "rotate", "translate", "zoom", "contrast", "noise")
+AUGMENTATIONS = ("dihedral", "rotate", "translate", "zoom", "gain", "contrast", "noise")
 CALIBRATIONS = ("none", "platt", "isotonic")
 OSM_SOURCES = ("file", "pbf", "overpass")
 #: Environment variable that replaces the profile's ``imagery.source`` (``make all IMAGERY=stac``).
@@ -165,7 +165,8 @@ class TrainingConfig:
     class_weights: bool = False
     #: Named random transforms of training patches (``asgm.augment.TRANSFORMS``): ``dihedral``
     #: (90° rotations and flips), ``rotate``, ``translate``, ``zoom`` (reflected borders; OSM
-    #: channels resampled by nearest neighbour), ``contrast``, ``noise``; [] for none.
+    #: channels resampled by nearest neighbour), ``gain`` (each band scaled by up to ±25 %, as
+    #: atmosphere, season and sensor shift a region's reflectance), ``contrast``, ``noise``; [] for none.
     augment: tuple[str, ...] = ("dihedral",)
     #: Standardise each band with the training patches' mean and variance (inside the model).
     standardize: bool = True
