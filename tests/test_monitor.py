@@ -150,6 +150,37 @@ def test_change_polygons_carry_area_first_period_and_confidence():
     assert gdf.geometry.iloc[0].area == pytest.approx(4.0e4)
 
 
+def test_new_mining_is_judged_on_what_each_polygon_claims_is_new(tmp_path):
+    """An expanded site is a correct new detection when its grown part is truly new, however large
+    its old part; a false patch counts against precision, a missed site against recall."""
+    from types import SimpleNamespace
+
+    from asgm.monitor import evaluate_history
+
+    empty = np.zeros(GRID.shape, dtype=bool)
+    old_a, grown_a = square(empty.copy(), 2, 2, 20), square(empty.copy(), 2, 2, 20) | square(empty.copy(), 22, 2, 10)
+    site_b, site_c, false = square(empty.copy(), 40, 40, 8), square(empty.copy(), 2, 40, 8), square(empty.copy(), 40, 10, 8)
+    truth = {"2023": old_a, "2024": grown_a | site_b | site_c}  # A grows by 1 ha (a fifth of it), B and C open
+    mapped = {"2023": old_a, "2024": grown_a | site_b | false}  # C missed, a false patch
+    for name in truth:
+        (tmp_path / name).mkdir()
+        with rasterio.open(tmp_path / name / "scar.tif", "w", driver="GTiff", width=60, height=60, count=1, dtype="uint8",
+                           crs=GRID.crs, transform=GRID.transform) as dst:
+            dst.write(truth[name].astype(np.uint8), 1)
+    opened = [mask_polygons(site, GRID).geometry.iloc[0] for site in (site_b, site_c)]
+    gpd.GeoDataFrame({"state": ["new", "new"], "scar_ha": [0.64, 0.64]}, geometry=opened, crs=GRID.crs).to_file(tmp_path / "2024" / "sites.geojson")
+    history = SimpleNamespace(scar=lambda p: tmp_path / p / "scar.tif", mine_polygons=lambda p: tmp_path / p / "sites.geojson")
+    classes, new = change_classes(mapped["2024"], mapped["2023"], mapped["2023"], GRID.pixel_ha, min_change_ha=0.5)
+    first_seen = np.where(mapped["2023"], 0, np.where(mapped["2024"], 1, 255)).astype(np.uint8)
+    changes = {"2024": change_polygons(classes, new, first_seen, mapped["2024"].astype(np.float32), GRID, ("2023", "2024"))}
+    assert sorted(changes["2024"]["change"]) == ["expanded", "new", "new"]
+    table = evaluate_history(history, mapped, changes, GRID, min_change_ha=0.5)
+    row = table.loc["2024"]
+    assert row["new_polygons"] == 3 and row["new_precision"] == pytest.approx(2 / 3, abs=1e-3)  # A's growth and B right, the false patch wrong
+    assert row["new_sites"] == 2 and row["new_recall"] == pytest.approx(0.5)  # B found, C missed
+    assert table.loc["2023", "iou"] == 1.0 and table.loc["2024", "iou"] == pytest.approx(564 / 692, abs=1e-3)
+
+
 def test_zone_statistics_in_hectares_across_a_utm_zone_boundary():
     # A zone straddling the UTM zone 19/20 boundary (66° W) at 7° N, and scars on both sides.
     zone = box(-66.05, 7.0, -65.95, 7.1)

@@ -403,9 +403,10 @@ def evaluate_history(history, masks: dict[str, np.ndarray], changes: dict[str, g
     (periods after the first): ``new_recall`` is the share of the sites that opened in the period
     with at least ``min_change_ha`` of mine ground (the reporting size) that a new or expanded
     polygon covers, ``new_recall_all`` the same over every opened site however small;
-    ``new_precision`` is the share of new or expanded polygons whose pixels lie mostly (half or more)
-    on truly new mine ground (within ``tolerance_px``)."""
-    rows, truth_before = [], None
+    ``new_precision`` is the share of new or expanded polygons whose newly mapped pixels (those
+    beyond ``tolerance_px`` of everything mapped before: all of a new polygon, the grown part of an
+    expanded one) lie mostly (half or more) on truly new mine ground (within ``tolerance_px``)."""
+    rows, truth_before, mapped_before = [], None, None
     for name, mask in masks.items():
         with rasterio.open(history.scar(name)) as src:
             truth = src.read(1).astype(bool)
@@ -420,11 +421,17 @@ def evaluate_history(history, masks: dict[str, np.ndarray], changes: dict[str, g
             new_area = _burn(mapped.geometry, grid)
             covered = np.array([bool(new_area[_burn([g], grid, all_touched=True)].any()) for g in opened.geometry], dtype=bool)
             reportable = (opened["scar_ha"] >= min_change_ha).to_numpy()
-            correct = [true_new[_burn([g], grid, all_touched=True)].mean() >= 0.5 for g in mapped.geometry]
+            newly_mapped = mask & ~ndimage.binary_dilation(mapped_before, EIGHT, iterations=tolerance_px)
+            correct = []
+            for g in mapped.geometry:
+                inside = _burn([g], grid, all_touched=True)
+                claimed = inside & newly_mapped if (inside & newly_mapped).any() else inside
+                correct.append(true_new[claimed].mean() >= 0.5)
             row |= {"new_sites": int(reportable.sum()), "new_recall": round(float(covered[reportable].mean()), 3) if reportable.any() else np.nan,
                     "new_sites_all": len(opened), "new_recall_all": round(float(covered.mean()), 3) if len(covered) else np.nan,
                     "new_polygons": len(mapped), "new_precision": round(float(np.mean(correct)), 3) if correct else np.nan}
         truth_before = truth if truth_before is None else truth_before | truth
+        mapped_before = mask if mapped_before is None else mapped_before | mask
         rows.append(row)
     return pd.DataFrame(rows).set_index("period")
 
