@@ -425,8 +425,8 @@ def evaluate_history(history, masks: dict[str, np.ndarray], changes: dict[str, g
             correct = []
             for g in mapped.geometry:
                 inside = _burn([g], grid, all_touched=True)
-                claimed = inside & newly_mapped if (inside & newly_mapped).any() else inside
-                correct.append(true_new[claimed].mean() >= 0.5)
+                claimed = inside & newly_mapped
+                correct.append(true_new[claimed if claimed.any() else inside].mean() >= 0.5)
             row |= {"new_sites": int(reportable.sum()), "new_recall": round(float(covered[reportable].mean()), 3) if reportable.any() else np.nan,
                     "new_sites_all": len(opened), "new_recall_all": round(float(covered.mean()), 3) if len(covered) else np.nan,
                     "new_polygons": len(mapped), "new_precision": round(float(np.mean(correct)), 3) if correct else np.nan}

@@ -113,7 +113,8 @@ def predict_dataset(model_directory: str | Path, input_directory: str | Path, ou
     dataset = read_dataset(input_directory)
     if dataset.imagery_is_constant():
         warnings.warn(f"{Path(input_directory) / 'patches.npy'}: every reflectance channel holds one value in every patch (an all-zero or "
-                      "failed export?), so every patch gets the same probability; check the dataset before trusting the predictions", AsgmWarning, stacklevel=2)
+                      "failed export?), so every patch gets the same probability from its imagery (only OSM channels, if the model has any, "
+                      "can tell patches apart); check the dataset before trusting the predictions", AsgmWarning, stacklevel=2)
     probability = trained.predict(dataset, progress=progress)
     table = pd.DataFrame({"patch_id": dataset.index["patch_id"], "probability": probability,
                           "prediction": (probability >= trained.threshold).astype(int)})
