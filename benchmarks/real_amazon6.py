@@ -31,7 +31,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from asgm import evaluate
+from asgm import augment, evaluate
 from asgm.calibrate import apply_calibration, expected_calibration_error
 from asgm.config import AUGMENTATIONS, TrainingConfig
 from asgm.crossval import CrossValidation, cross_validate
@@ -51,6 +51,8 @@ VARIANTS = {
     "recipe": {},
     # the recipe before the gain augmentation (the default until 2026-12-01)
     "no_gain": {"augment": ("dihedral",)},
+    # a wider per-band gain: log-uniform in [1/1.5, 1.5] instead of [1/1.25, 1.25]
+    "wide_gain": {"gain_factor": 1.5},
     "no_schedule": {"lr_patience": None},
     "eg_augment": {"augment": AUGMENTATIONS},
     "bagged3": {"ensemble": 3, "bagging": 0.7},
@@ -58,6 +60,7 @@ VARIANTS = {
     "thesis_cnn": {"architecture": "thesis_cnn", "standardize": False, "learning_rate": 3e-4, "patience": 10,
                    "lr_patience": None, "calibration": "none", "augment": ("dihedral",)},
 }
+DEFAULT_GAIN_FACTOR = augment.GAIN_FACTOR
 SCHEMES = {"kfold": 5, "regions": 6}
 REPORTED = ("roc_auc", "average_precision", "sensitivity", "specificity")
 
@@ -144,7 +147,9 @@ def main() -> None:
     for name in args.variants:
         runs = []
         for seed in range(args.seeds):
-            config = dataclasses.replace(TrainingConfig(), seed=seed, bootstrap=200, **VARIANTS[name])
+            settings = dict(VARIANTS[name])
+            augment.GAIN_FACTOR = settings.pop("gain_factor", DEFAULT_GAIN_FACTOR)  # a module constant, not a config key
+            config = dataclasses.replace(TrainingConfig(), seed=seed, bootstrap=200, **settings)
             start = time.perf_counter()
             cv = cross_validate(dataset, args.out / args.evaluation / name / f"seed{seed}", config, args.evaluation, k, args.fold_seed, progress=False)
             trained = cv.folds["seconds"].mean()

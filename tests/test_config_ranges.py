@@ -38,6 +38,7 @@ CASES = [
     ("experiments", lambda r: r["experiments"].update(workers=0)),
     ("training.augment", lambda r: r["training"].update(augment=["dihedral", "cutmix"])),
     ("training.calibration", lambda r: r["training"].update(calibration="temperature")),
+    ("monitoring.new_hysteresis", lambda r: r["monitoring"].update(new_hysteresis=0)),
 ]
 
 

@@ -131,6 +131,12 @@ def test_change_classes_on_hand_built_footprints():
     assert set(np.unique(first)) == {0, 1 + CHANGE_CLASSES.index("new")}
     tiny = square(empty.copy(), 40, 5, 3)
     assert not change_classes(tiny, empty, empty, pixel_ha, min_change_ha=0.5)[0].any()
+    # D was already there, mapped only weakly (possibly mine ground): not new, and A's growth into
+    # a weakly mapped place is not new either
+    weak = square(square(empty.copy(), 40, 5, 9), 2, 38, 8)
+    classes, new = change_classes(current, before, before, pixel_ha, min_change_ha=0.5, tolerance_px=1, possible_before=weak)
+    assert name[classes[44, 9]] == "persisting" and not new[44, 9]
+    assert name[classes[15, 40]] == "expanded" and new[15, 40] and not new[5, 40]
 
 
 def test_change_polygons_carry_area_first_period_and_confidence():
@@ -174,7 +180,7 @@ def test_new_mining_is_judged_on_what_each_polygon_claims_is_new(tmp_path):
     first_seen = np.where(mapped["2023"], 0, np.where(mapped["2024"], 1, 255)).astype(np.uint8)
     changes = {"2024": change_polygons(classes, new, first_seen, mapped["2024"].astype(np.float32), GRID, ("2023", "2024"))}
     assert sorted(changes["2024"]["change"]) == ["expanded", "new", "new"]
-    table = evaluate_history(history, mapped, changes, GRID, min_change_ha=0.5)
+    table = evaluate_history(history, mapped, changes, {"2024": new}, GRID, min_change_ha=0.5)
     row = table.loc["2024"]
     assert row["new_polygons"] == 3 and row["new_precision"] == pytest.approx(2 / 3, abs=1e-3)  # A's growth and B right, the false patch wrong
     assert row["new_sites"] == 2 and row["new_recall"] == pytest.approx(0.5)  # B found, C missed

@@ -288,6 +288,10 @@ class MonitoringConfig:
     scar_ndvi: float = 0.25
     #: Changes smaller than this are not new, expanded or receded mining (jitter of edges).
     min_change_ha: float = 0.5
+    #: A pixel is new mining only if, in every earlier period, the pixel classifier's probability
+    #: of mine ground there was below this fraction of its threshold (a hysteresis in time: a mine
+    #: mapped only weakly before is not new again); 1: no hysteresis.
+    new_hysteresis: float = 0.5
     #: Demo only: side of the central square of the demo region that gets a history.
     demo_size_km: float = 10.0
 
@@ -601,6 +605,8 @@ def _validate_monitoring(prof: Profile, src: Path) -> None:
         raise ConfigError("monitoring.scar_method", f"unknown method {mo.scar_method!r}", "use classifier or rules", src)
     if not -1 <= mo.scar_ndvi <= 1:
         raise ConfigError("monitoring.scar_ndvi", f"{mo.scar_ndvi} is not an NDVI", "give a value between -1 and 1, e.g. 0.25", src)
+    if not 0 < mo.new_hysteresis <= 1:
+        raise ConfigError("monitoring.new_hysteresis", f"{mo.new_hysteresis} is not a fraction of the scar threshold", "give a value in (0, 1], e.g. 0.5", src)
     if mo.min_change_ha < 0 or mo.demo_size_km <= 0:
         raise ConfigError("monitoring", "min_change_ha must not be negative and demo_size_km must be positive", "give hectares and kilometres", src)
 

@@ -5,12 +5,16 @@ For each period of ``monitoring.periods`` the composite is scanned with one mode
 path, finished tiles cached), detections are drawn as in notebook 05, and then:
 
 - **scar** (:mod:`asgm.scar`): a detection marks 48 px windows (23 ha each), far more than the mine
-  inside them; the scar is delineated at 10 m inside the detections (bare ground and open water
-  that a pixel classifier, trained on the scan model's labelled patches, calls mine ground).
+  inside them; the scar is delineated at 10 m (bare ground and open water that a pixel classifier,
+  trained on the scan model's labelled patches, calls mine ground) inside the detections of *every*
+  period, so a mine that the patch model misses in one period's composite is still measured there.
 - **change** (:func:`change_classes`): each scar patch of a period against everything mapped
   before it: ``new`` (nothing mapped there before), ``expanded`` (grew by at least
   ``min_change_ha``), ``persisting``; and what was mapped in the previous period and is gone:
-  ``receded``. A tolerance of ``tolerance_px`` pixels absorbs the jitter of edges between periods.
+  ``receded``. A tolerance of ``tolerance_px`` pixels absorbs the jitter of edges between periods,
+  and a hysteresis in time (``new_hysteresis``) keeps a mine mapped only weakly before from
+  being reported new: "before" also holds every earlier pixel whose mine-ground probability
+  reached that fraction of the classifier's threshold.
 - **zones** (:func:`zone_statistics`): hectares per zone and period, computed in an equal-area CRS.
 - **alerts** (:func:`alerts`): the newest period's new and expanded mining, largest first, with its
   zone, the nearest OSM river or road, and a before/after thumbnail.
@@ -37,7 +41,7 @@ from shapely.geometry import shape
 
 from asgm.atomic import atomic_path, plain_name
 from asgm.errors import AsgmError, InputFileError
-from asgm.scar import EIGHT, Grid, ensure_scar_classifier, read_reflectance, scar_mask
+from asgm.scar import EIGHT, Grid, ensure_scar_classifier, mine_probability, read_grid, read_reflectance, scar_mask
 
 #: Equal-area CRS for hectares (WGS 84 / NSIDC EASE-Grid 2.0 Global): areas stay right across UTM zones.
 EQUAL_AREA = "EPSG:6933"
@@ -86,9 +90,11 @@ def confidence_raster(found: gpd.GeoDataFrame, grid: Grid) -> np.ndarray:
 
 
 def change_classes(current: np.ndarray, previous: np.ndarray | None, before: np.ndarray | None, pixel_ha: float,
-                   min_change_ha: float = 0.5, tolerance_px: int = 2) -> tuple[np.ndarray, np.ndarray]:
+                   min_change_ha: float = 0.5, tolerance_px: int = 2, possible_before: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Classify a period's scar against the previous period's (``previous``) and everything mapped
-    before it (``before``, the cumulative footprint up to the previous period).
+    before it (``before``, the cumulative footprint up to the previous period). ``possible_before``
+    adds the earlier pixels that were possibly mine ground (mapped only weakly, below the scar's
+    threshold): nothing there is new mining.
 
     Returns
     -------
@@ -102,6 +108,8 @@ def change_classes(current: np.ndarray, previous: np.ndarray | None, before: np.
     if before is None:
         classes[current] = 1 + CHANGE_CLASSES.index("new")
         return classes, current.copy()
+    if possible_before is not None:
+        before = before | possible_before
     grown = ndimage.binary_dilation(before, EIGHT, iterations=tolerance_px) if tolerance_px else before
     # New pixels, cleaned of isolated edge pixels (jitter, mixed pixels) by an opening.
     new = ndimage.binary_opening(current & ~grown, EIGHT) & current
@@ -284,11 +292,12 @@ def run_monitoring(cfg, progress: bool = True) -> MonitoringResult:
     out = cfg.reports_dir / "monitoring"
     classifier = ensure_scar_classifier(model_dir, mo.scar_ndvi) if mo.scar_method == "classifier" else None
     settings = {"threshold": round(float(threshold), 4), "isolated_threshold": isolated, "model": model_dir.name, "scar_method": mo.scar_method,
-                "scar_threshold": round(classifier.threshold, 4) if classifier else None}
+                "scar_threshold": round(classifier.threshold, 4) if classifier else None,
+                "new_hysteresis": mo.new_hysteresis if classifier else None}
     # A one-worker local cluster per period would load the model and burn OSM again for each period;
     # in this process they are loaded once and shared by every period.
     scheduler = "synchronous" if sc.scheduler == "local" and sc.workers == 1 else sc.scheduler
-    found, scars, masks, confidences, grid = {}, {}, {}, {}, None
+    found, footprints, grid = {}, {}, None
     for name, raster in rasters.items():
         result = scan_region(model_dir, raster, out / name, stride=sc.stride, tile_px=sc.tile_px,
                              osm_features=cfg.osm_features_path if uses_osm else None, fast=sc.fast, scheduler=scheduler,
@@ -296,25 +305,40 @@ def run_monitoring(cfg, progress: bool = True) -> MonitoringResult:
                              raster_bands=raster_bands, progress=progress)
         found[name] = detections(result.probability, threshold, isolated, sc.isolated_neighbours, sc.isolated_distance_m)
         write_detections(found[name].assign(period=name, **settings), out / name / "detections.geojson")
-        reflectance, period_grid = read_reflectance(raster, cfg.imagery.scale, raster_bands)
-        if grid is not None and (period_grid.shape != grid.shape or period_grid.transform != grid.transform or period_grid.crs != grid.crs):
+        period_grid = read_grid(raster)
+        if grid is not None and period_grid != grid:
             raise InputFileError(raster, f"is not on the pixel grid of the first period's composite ({rasters[names[0]]})",
                                  "export every period over the same boundary and CRS (or warp them to one grid, e.g. gdalwarp -tap)")
         grid = period_grid
-        masks[name] = scar_mask(reflectance, footprint_mask(found[name], grid), classifier, ndvi_max=mo.scar_ndvi)
-        confidences[name] = confidence_raster(found[name], grid)
+        footprints[name] = footprint_mask(found[name], grid)
+    timer["scan"] = time.perf_counter()
+    # Every period's scar is delineated inside every period's detections: a mine the patch model
+    # misses in one composite (haze, a cloud edge) is still measured there, and the pixel classifier,
+    # not the window, decides whether a place is mine ground in each period.
+    examined = np.logical_or.reduce(list(footprints.values()))
+    confidences = {name: confidence_raster(found[name], grid) for name in names}
+    strongest = np.maximum.reduce(list(confidences.values()))
+    scars, masks, possible = {}, {}, {}
+    for name, raster in rasters.items():
+        reflectance, _ = read_reflectance(raster, cfg.imagery.scale, raster_bands)
+        probability = mine_probability(reflectance, examined, classifier, mo.scar_ndvi) if classifier else None
+        masks[name] = scar_mask(reflectance, examined, classifier, ndvi_max=mo.scar_ndvi, probability=probability)
+        # hysteresis in time: a place is new mining only where every earlier period looked clearly not mine
+        possible[name] = probability >= mo.new_hysteresis * classifier.threshold if classifier else masks[name]
+        # the period's own detections' confidence; another period's where only that one detected the place
+        confidences[name] = np.where(confidences[name] > 0, confidences[name], strongest)
         scars[name] = mask_polygons(masks[name], grid, maxima={"confidence": confidences[name]})
         write_detections(scars[name].assign(period=name, **settings), out / name / "scar.geojson")
         _write_mask(out / name / "scar.tif", masks[name], grid)
-    timer["scan"] = time.perf_counter()
-    changes, first_seen, before = {}, np.full(grid.shape, 255, dtype=np.uint8), None
+    changes, news, first_seen, before, possible_before = {}, {}, np.full(grid.shape, 255, dtype=np.uint8), None, None
     for k, name in enumerate(names):
         first_seen[masks[name] & (first_seen == 255)] = k
         previous = masks[names[k - 1]] if k else None
-        classes, new = change_classes(masks[name], previous, before, grid.pixel_ha, mo.min_change_ha)
-        changes[name] = change_polygons(classes, new, first_seen, np.maximum(confidences[name], confidences[names[k - 1]] if k else 0), grid, names)
+        classes, news[name] = change_classes(masks[name], previous, before, grid.pixel_ha, mo.min_change_ha, possible_before=possible_before)
+        changes[name] = change_polygons(classes, news[name], first_seen, np.maximum(confidences[name], confidences[names[k - 1]] if k else 0), grid, names)
         write_detections(changes[name].assign(period=name, **settings), out / name / "change.geojson")
         before = masks[name] if before is None else before | masks[name]
+        possible_before = possible[name] if possible_before is None else possible_before | possible[name]
     cumulative = mask_polygons(before, grid, minima={"first_seen": first_seen})
     cumulative["first_seen"] = _period_names(cumulative["first_seen"], names)
     write_detections(cumulative.assign(since=names[0], until=names[-1], **settings), out / "cumulative.geojson")
@@ -342,7 +366,7 @@ def run_monitoring(cfg, progress: bool = True) -> MonitoringResult:
         features = read_features(cfg.osm_features_path)
     newest = alerts(changes[names[-1]], zones, features, rasters[names[-2]], rasters[names[-1]], out / "alerts", names[-2], names[-1])
     write_detections(newest.assign(**settings), out / "alerts.geojson")
-    evaluation = evaluate_history(history, masks, changes, grid, mo.min_change_ha) if history is not None else None
+    evaluation = evaluate_history(history, masks, changes, news, grid, mo.min_change_ha) if history is not None else None
     if evaluation is not None:
         _write_csv(evaluation, out / "evaluation.csv")
     timer["alerts"] = time.perf_counter()
@@ -395,18 +419,18 @@ def zone_names(found: gpd.GeoDataFrame, zones: gpd.GeoDataFrame | None) -> list[
     return ["; ".join(local.loc[local.intersects(g), "name"].astype(str)) for g in found.geometry]
 
 
-def evaluate_history(history, masks: dict[str, np.ndarray], changes: dict[str, gpd.GeoDataFrame], grid: Grid, min_change_ha: float,
-                     tolerance_px: int = 2) -> pd.DataFrame:
+def evaluate_history(history, masks: dict[str, np.ndarray], changes: dict[str, gpd.GeoDataFrame], news: dict[str, np.ndarray], grid: Grid,
+                     min_change_ha: float, tolerance_px: int = 2) -> pd.DataFrame:
     """Scars and new mining against the SYNTHETIC history's truth, per period.
 
     ``iou`` and ``area_error`` compare the scar pixels with the true mine ground. For new mining
     (periods after the first): ``new_recall`` is the share of the sites that opened in the period
     with at least ``min_change_ha`` of mine ground (the reporting size) that a new or expanded
     polygon covers, ``new_recall_all`` the same over every opened site however small;
-    ``new_precision`` is the share of new or expanded polygons whose newly mapped pixels (those
-    beyond ``tolerance_px`` of everything mapped before: all of a new polygon, the grown part of an
-    expanded one) lie mostly (half or more) on truly new mine ground (within ``tolerance_px``)."""
-    rows, truth_before, mapped_before = [], None, None
+    ``new_precision`` is the share of new or expanded polygons whose new pixels (``news``, from
+    :func:`change_classes`: all of a new polygon, the grown part of an expanded one) lie mostly (half
+    or more) on truly new mine ground (within ``tolerance_px``)."""
+    rows, truth_before = [], None
     for name, mask in masks.items():
         with rasterio.open(history.scar(name)) as src:
             truth = src.read(1).astype(bool)
@@ -421,17 +445,15 @@ def evaluate_history(history, masks: dict[str, np.ndarray], changes: dict[str, g
             new_area = _burn(mapped.geometry, grid)
             covered = np.array([bool(new_area[_burn([g], grid, all_touched=True)].any()) for g in opened.geometry], dtype=bool)
             reportable = (opened["scar_ha"] >= min_change_ha).to_numpy()
-            newly_mapped = mask & ~ndimage.binary_dilation(mapped_before, EIGHT, iterations=tolerance_px)
             correct = []
             for g in mapped.geometry:
                 inside = _burn([g], grid, all_touched=True)
-                claimed = inside & newly_mapped
+                claimed = inside & news[name]
                 correct.append(true_new[claimed if claimed.any() else inside].mean() >= 0.5)
             row |= {"new_sites": int(reportable.sum()), "new_recall": round(float(covered[reportable].mean()), 3) if reportable.any() else np.nan,
                     "new_sites_all": len(opened), "new_recall_all": round(float(covered.mean()), 3) if len(covered) else np.nan,
                     "new_polygons": len(mapped), "new_precision": round(float(np.mean(correct)), 3) if correct else np.nan}
         truth_before = truth if truth_before is None else truth_before | truth
-        mapped_before = mask if mapped_before is None else mapped_before | mask
         rows.append(row)
     return pd.DataFrame(rows).set_index("period")
 

@@ -55,6 +55,12 @@ class Grid:
         return abs(self.transform.a * self.transform.e) / 1e4
 
 
+def read_grid(raster: str | Path) -> Grid:
+    """A raster's pixel grid, without reading its pixels."""
+    with rasterio.open(raster) as src:
+        return Grid(src.transform, src.crs, (src.height, src.width))
+
+
 def read_reflectance(raster: str | Path, scale: float, raster_bands: tuple[str, ...] | None = None,
                      bands: tuple[str, ...] = SCAR_BANDS) -> tuple[dict[str, np.ndarray], Grid]:
     """Named bands of a raster as reflectance (value / ``scale``; no data → NaN), and its grid."""
@@ -215,8 +221,15 @@ def ensure_scar_classifier(model_dir: Path, ndvi_max: float = 0.25) -> ScarClass
     return classifier
 
 
+def mine_probability(reflectance: dict[str, np.ndarray], footprint: np.ndarray, classifier: ScarClassifier, ndvi_max: float = 0.25) -> np.ndarray:
+    """The classifier's probability of mine ground at each candidate pixel inside ``footprint`` (0 elsewhere)."""
+    water, bare = candidates(reflectance, ndvi_max)
+    return classifier.probability(pixel_features(reflectance, water, bare), (water | bare) & footprint)
+
+
 def scar_mask(reflectance: dict[str, np.ndarray], footprint: np.ndarray, classifier: ScarClassifier | None = None, ndvi_max: float = 0.25,
-              inside_share: float = 0.5, min_pixels: int = 10, max_elongation: float = 5.0, pond_distance_px: int = 5) -> np.ndarray:
+              inside_share: float = 0.5, min_pixels: int = 10, max_elongation: float = 5.0, pond_distance_px: int = 5,
+              probability: np.ndarray | None = None) -> np.ndarray:
     """Pixels of mining scar inside detection footprints (see the module's description).
 
     Parameters
@@ -236,12 +249,14 @@ def scar_mask(reflectance: dict[str, np.ndarray], footprint: np.ndarray, classif
         (streams, tracks, riverbanks) and dropped.
     pond_distance_px
         Without a classifier, bare ground counts only within this many pixels of a kept pond.
+    probability
+        The classifier's :func:`mine_probability` on the same inputs, when already computed.
     """
-    water, bare = candidates(reflectance, ndvi_max)
     if classifier is not None:
-        where = (water | bare) & footprint
-        mine = classifier.probability(pixel_features(reflectance, water, bare), where) >= classifier.threshold
-        return kept_patches(mine, footprint, inside_share, min_pixels, max_elongation) & footprint
+        if probability is None:
+            probability = mine_probability(reflectance, footprint, classifier, ndvi_max)
+        return kept_patches(probability >= classifier.threshold, footprint, inside_share, min_pixels, max_elongation) & footprint
+    water, bare = candidates(reflectance, ndvi_max)
     ponds = kept_patches(water, footprint, inside_share, min_pixels, max_elongation)
     ground = kept_patches(bare, footprint, inside_share, min_pixels, max_elongation)
     near = ndimage.binary_dilation(ponds, EIGHT, iterations=pond_distance_px) if ponds.any() else ponds
