@@ -332,6 +332,9 @@ def build_model(architecture: str, shape: tuple[int, int, int], statistics=None,
     model = ARCHITECTURES[architecture](shape, statistics)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="binary_crossentropy",
                   metrics=[keras.metrics.AUC(curve="PR", name="pr_auc"), keras.metrics.AUC(name="roc_auc")])
+    # Without a distribution strategy Keras creates Adam's slots while tracing the first train step,
+    # and a tf.function that creates variables is traced twice; built here, it is traced once.
+    model.optimizer.build(model.trainable_variables)
     return model
 
 
