@@ -58,9 +58,11 @@ def training_setup(tmp_path_factory):
     return root
 
 
-@pytest.mark.parametrize("module, function, after", [("asgm.train", "AugmentedBatches.__getitem__", 3),  # during the fit
-                                                     ("asgm.plots", "plot_confusion_matrix", 0)])  # while the model directory is written
-def test_training_killed_then_rerun(training_setup, tmp_path, module, function, after):
+def test_training_killed_during_the_fit_and_the_directory_write_and_by_ctrl_c_then_rerun(training_setup, tmp_path):
+    """SIGKILL during the fit, SIGKILL while the model directory is written, and Ctrl-C (SIGINT)
+    during the fit, one after another: no half-written model directory, an earlier model untouched,
+    Ctrl-C removes its own temporaries at once, the finished rerun those the kills left, and it
+    trains the uninterrupted model."""
     root = tmp_path
     for name in ("toy", "fast.yaml"):
         src = training_setup / name
@@ -68,12 +70,17 @@ def test_training_killed_then_rerun(training_setup, tmp_path, module, function, 
     previous = root / "models" / "earlier"
     previous.mkdir(parents=True)
     (previous / "config.json").write_text('{"kept": true}')
-    assert run_killed(TRAIN, module, function, after, root) == KILLED
-    assert not (root / "models" / "run").exists(), "no half-written model directory"
-    assert (previous / "config.json").read_text() == '{"kept": true}'
+    for module, function, after in (("asgm.train", "AugmentedBatches.__getitem__", 3),  # during the fit
+                                    ("asgm.plots", "plot_confusion_matrix", 0)):  # while the model directory is written
+        assert run_killed(TRAIN, module, function, after, root) == KILLED
+        assert not (root / "models" / "run").exists(), f"no half-written model directory (killed in {function})"
+        assert (previous / "config.json").read_text() == '{"kept": true}'
+    left_by_kills = hidden(root / "models")
+    assert run_killed(TRAIN, "asgm.train", "AugmentedBatches.__getitem__", 3, root, "SIGINT") not in (0, KILLED)
+    assert not (root / "models" / "run").exists() and hidden(root / "models") == left_by_kills, "Ctrl-C cleans up its own temporaries"
     rerun = subprocess.run([sys.executable, "-c", TRAIN], cwd=root, capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr
-    assert hidden(root / "models") == [], "the killed run's temporaries are gone"
+    assert hidden(root / "models") == [], "the killed runs' temporaries are gone"
     assert (previous / "config.json").read_text() == '{"kept": true}'
     a = pd.read_csv(root / "models" / "run" / "predictions.csv")
     b = pd.read_csv(training_setup / "clean" / "run" / "predictions.csv")
@@ -108,39 +115,22 @@ def same_as_clean(out: Path, scan_setup: Path) -> bool:
         return np.array_equal(a.read(1), b.read(1), equal_nan=True)
 
 
-def test_scan_killed_before_the_first_tile_and_after_some_tiles_then_rerun(scan_setup, tmp_path):
-    """Killed before its first tile is written, then killed again after 5 more (the second run
-    resumes from what the first left), then finished: bit-identical to an uninterrupted scan."""
+def test_scan_killed_and_interrupted_then_rerun(scan_setup, tmp_path):
+    """Killed before its first tile is written, stopped by Ctrl-C (SIGINT) after 2 tiles (no
+    temporary left, finished tiles kept), killed again after 5 more (each run resumes from what the
+    last left), then finished: bit-identical to an uninterrupted scan."""
     (tmp_path / "scene.tif").symlink_to(scan_setup / "scene.tif")
-    for after, tiles in ((0, 0), (5, 5)):
-        assert run_killed(SCAN_PATH + SCAN.format(out="out"), "asgm.scan", "scan_tile", after, tmp_path) == KILLED
+    for after, signal_name, tiles in ((0, "SIGKILL", 0), (2, "SIGINT", 2), (5, "SIGKILL", 7)):
+        code = run_killed(SCAN_PATH + SCAN.format(out="out"), "asgm.scan", "scan_tile", after, tmp_path, signal_name)
+        assert code == KILLED if signal_name == "SIGKILL" else code not in (0, KILLED)
         assert not (tmp_path / "out" / "probability.tif").exists()
-        assert len(list((tmp_path / "out").glob("tiles-*/*.npy"))) == tiles
+        assert len(list((tmp_path / "out").glob("tiles-*/*.npy"))) == tiles, f"finished tiles are kept ({signal_name} after {after})"
+        if signal_name == "SIGINT":
+            assert hidden(tmp_path / "out") == [], "Ctrl-C leaves no temporary behind"
     rerun = subprocess.run([sys.executable, "-c", SCAN_PATH + SCAN.format(out="out")], cwd=tmp_path, capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr
     assert same_as_clean(tmp_path / "out", scan_setup), "bit-identical to an uninterrupted scan"
     assert hidden(tmp_path / "out") == []
-
-
-def test_training_and_scan_interrupted_by_ctrl_c_clean_up_and_rerun(training_setup, scan_setup, tmp_path):
-    """SIGINT (Ctrl-C) during the fit and after two scan tiles: the command stops
-    with an error, leaves no temporary behind even before a rerun, and the rerun gives the
-    uninterrupted result."""
-    for name in ("toy", "fast.yaml"):
-        src = training_setup / name
-        (tmp_path / name).symlink_to(src, target_is_directory=src.is_dir())
-    assert run_killed(TRAIN, "asgm.train", "AugmentedBatches.__getitem__", 3, tmp_path, "SIGINT") != 0
-    assert not (tmp_path / "models" / "run").exists() and hidden(tmp_path / "models") == []
-    assert subprocess.run([sys.executable, "-c", TRAIN], cwd=tmp_path, capture_output=True, text=True).returncode == 0
-    a = pd.read_csv(tmp_path / "models" / "run" / "predictions.csv")
-    b = pd.read_csv(training_setup / "clean" / "run" / "predictions.csv")
-    assert np.allclose(a["probability"], b["probability"], atol=1e-5)
-    (tmp_path / "scene.tif").symlink_to(scan_setup / "scene.tif")
-    assert run_killed(SCAN_PATH + SCAN.format(out="out"), "asgm.scan", "scan_tile", 2, tmp_path, "SIGINT") != 0
-    assert not (tmp_path / "out" / "probability.tif").exists() and hidden(tmp_path / "out") == []
-    assert len(list((tmp_path / "out").glob("tiles-*/*.npy"))) == 2, "finished tiles are kept for the rerun"
-    assert subprocess.run([sys.executable, "-c", SCAN_PATH + SCAN.format(out="out")], cwd=tmp_path, capture_output=True, text=True).returncode == 0
-    assert same_as_clean(tmp_path / "out", scan_setup)
 
 
 BUILD = f"""
