@@ -237,6 +237,23 @@ def test_scar_is_the_bare_ground_and_ponds_inside_detections():
     assert not scar_mask(refl, square(np.zeros(GRID.shape, dtype=bool), 25, 25, 8)).any()
 
 
+def test_classifier_scar_leaves_out_rivers_even_where_the_classifier_calls_them_mine():
+    from types import SimpleNamespace
+
+    from asgm.scar import candidates
+
+    refl, mine = scene()
+    water, _ = candidates(refl)
+    pond = water & mine
+    assert pond.sum() == 25 and (water & ~mine).sum() == 6 * 60  # the pond, and the river across
+    # detections over the mine and over 15 px of the river: inside them the stretch of river
+    # (6 x 15 px) is not long and narrow, over the whole raster it is
+    footprint = square(square(np.zeros(GRID.shape, dtype=bool), 25, 25, 20), 0, 15, 15)
+    called_mine = (water & footprint).astype(float)  # a classifier that calls all water mine ground
+    scar = scar_mask(refl, footprint, SimpleNamespace(threshold=0.5), probability=called_mine)
+    assert (scar == pond).all()
+
+
 def test_history_is_deterministic_and_mines_only_appear_grow_or_revegetate(tmp_path):
     cfg = SyntheticConfig(output_dir=tmp_path / "region", seed=5, size_km=3, n_mine_sites=12, mines_per_cluster=2, n_curated_negatives=10)
     a = generate_demo_history(cfg, ("p1", "p2", "p3"), 2, tmp_path / "a", progress=False)
