@@ -67,7 +67,7 @@ html: all
 	$(PY) -m asgm.notebooks html $(REPORTS)
 
 test: $(STAMP)
-	$(PY) -m pytest -q -n auto
+	$(PY) -m pytest -q -n auto --maxschedchunk 1
 
 clean:
 	rm -rf data/demo data/contextual data/training_data models figures/*/ reports/*/

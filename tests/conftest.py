@@ -22,6 +22,14 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 from asgm.config import S2_BANDS, SyntheticConfig  # noqa: E402
 from asgm.imagery.demo import generate_demo_region  # noqa: E402
 
+
+def pytest_collection_modifyitems(items):
+    """Tests marked ``slow`` run first: with ``make test``'s one-at-a-time scheduling
+    (``--maxschedchunk 1``) pytest-xdist then spreads them over the workers from the start, instead
+    of leaving one worker to finish a long test alone at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 UTM20 = "EPSG:32620"
 #: Top-left corner of the small test rasters (near El Callao), in EPSG:32620.
 LEFT, TOP = 630_000.0, 810_000.0

@@ -12,8 +12,12 @@ import pandas as pd
 import pytest
 import rasterio
 
+from asgm import scan, train
+from asgm.models import scan_cnn
 from conftest import LEFT, TOP, write_raster, write_toy_dataset
+from test_scan import BANDS, STATS, model_dir, randomize
 
+pytestmark = pytest.mark.slow
 KILLED = -9
 
 
@@ -53,8 +57,9 @@ def training_setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("faults")
     write_toy_dataset(root / "toy", n=80)
     (root / "fast.yaml").write_text("architecture: thesis_cnn\nepochs: 2\nbatch_size: 16\npatience: 2\nbootstrap: 10\nsplit: [0.6, 0.2, 0.2]\n")
-    clean = subprocess.run([sys.executable, "-c", TRAIN.replace('"models"', '"clean"')], cwd=root, capture_output=True, text=True)
-    assert clean.returncode == 0, clean.stderr
+    # the uninterrupted run, in this process (a subprocess would spend most of its time importing TensorFlow)
+    assert train.main(["--input_directory", str(root / "toy"), "--output_directory", str(root / "clean"), "--experiment_name", "run",
+                       "--config", str(root / "fast.yaml")]) == 0
     return root
 
 
@@ -105,8 +110,9 @@ def scan_setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("scan")
     data = np.random.default_rng(1).integers(200, 3000, (4, 300, 260)).astype(np.uint16)
     write_raster(root / "scene.tif", data, bands=("B2", "B3", "B4", "B8"))
-    clean = subprocess.run([sys.executable, "-c", SCAN_PATH + SCAN.format(out="clean")], cwd=root, capture_output=True, text=True)
-    assert clean.returncode == 0, clean.stderr
+    # the uninterrupted scan, in this process (as SCAN does in a subprocess)
+    directory = model_dir(root / "m", randomize(scan_cnn((48, 48, 4), statistics=STATS)), BANDS)
+    scan.scan_region(directory, root / "scene.tif", root / "clean", stride=24, tile_px=120, progress=False)
     return root
 
 

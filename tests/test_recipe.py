@@ -225,6 +225,7 @@ def test_fold_splits_keep_validation_and_test_away_from_training(tmp_path):
         fold_splits(data, "random", 4, config)
 
 
+@pytest.mark.slow
 def test_cross_validation_gives_every_patch_one_out_of_fold_prediction(tmp_path):
     data = write_toy_dataset(tmp_path / "toy", n=120)
     config = TrainingConfig(architecture="thesis_cnn", epochs=1, batch_size=16, bootstrap=20, split=(0.6, 0.2, 0.2))

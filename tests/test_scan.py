@@ -111,6 +111,7 @@ def test_strided_last_stage_computes_only_the_kept_windows():
         assert np.abs(out - full[::step, ::step]).max() < 1e-5
 
 
+@pytest.mark.slow
 def test_unsupported_networks_and_strides_fall_back_to_per_window(scene, tmp_path):
     assert fully_convolutional(bn_cnn((48, 48, 4))) is None  # padded convolutions
     padded = spread(randomize(bn_cnn((48, 48, 4), statistics=STATS)), scene)

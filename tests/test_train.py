@@ -195,6 +195,7 @@ def test_training_refuses_a_split_without_both_classes(tmp_path):
     assert not (tmp_path / "m" / "x").exists()
 
 
+@pytest.mark.slow
 def test_training_on_a_toy_signal_learns_it(tmp_path):
     """A strong, simple signal (mines brighter in red) must be found: ROC-AUC well above chance."""
     data = write_toy_dataset(tmp_path / "toy", n=160, signal=0.1)
