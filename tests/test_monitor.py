@@ -240,18 +240,20 @@ def test_scar_is_the_bare_ground_and_ponds_inside_detections():
 def test_classifier_scar_leaves_out_rivers_even_where_the_classifier_calls_them_mine():
     from types import SimpleNamespace
 
-    from asgm.scar import candidates
+    from asgm.scar import candidates, mine_probability
 
     refl, mine = scene()
+    refl |= {"B11": refl["B8"], "B12": refl["B8"]}  # the classifier's features need them; any values do here
     water, _ = candidates(refl)
-    pond = water & mine
-    assert pond.sum() == 25 and (water & ~mine).sum() == 6 * 60  # the pond, and the river across
+    river = water & ~mine
+    assert (water & mine).sum() == 25 and river.sum() == 6 * 60  # the pond, and the river across
     # detections over the mine and over 15 px of the river: inside them the stretch of river
     # (6 x 15 px) is not long and narrow, over the whole raster it is
     footprint = square(square(np.zeros(GRID.shape, dtype=bool), 25, 25, 20), 0, 15, 15)
-    called_mine = (water & footprint).astype(float)  # a classifier that calls all water mine ground
-    scar = scar_mask(refl, footprint, SimpleNamespace(threshold=0.5), probability=called_mine)
-    assert (scar == pond).all()
+    calls_all_mine = SimpleNamespace(threshold=0.5, probability=lambda features, where: where.astype(np.float32))
+    probability = mine_probability(refl, footprint, calls_all_mine)
+    assert probability[mine].min() == 1 and probability[river].max() == 0  # so no river is "possibly mine before" either
+    assert (scar_mask(refl, footprint, calls_all_mine) == mine).all()
 
 
 def test_history_is_deterministic_and_mines_only_appear_grow_or_revegetate(tmp_path):

@@ -224,10 +224,21 @@ def ensure_scar_classifier(model_dir: Path, ndvi_max: float = 0.25) -> ScarClass
     return classifier
 
 
-def mine_probability(reflectance: dict[str, np.ndarray], footprint: np.ndarray, classifier: ScarClassifier, ndvi_max: float = 0.25) -> np.ndarray:
-    """The classifier's probability of mine ground at each candidate pixel inside ``footprint`` (0 elsewhere)."""
+def mine_probability(reflectance: dict[str, np.ndarray], footprint: np.ndarray, classifier: ScarClassifier, ndvi_max: float = 0.25,
+                     max_elongation: float = 5.0) -> np.ndarray:
+    """The classifier's probability of mine ground at each candidate pixel inside ``footprint`` (0
+    elsewhere, and 0 on :func:`rivers`)."""
     water, bare = candidates(reflectance, ndvi_max)
-    return classifier.probability(pixel_features(reflectance, water, bare), (water | bare) & footprint)
+    return classifier.probability(pixel_features(reflectance, water, bare), (water | bare) & footprint & ~rivers(water, max_elongation))
+
+
+def rivers(water: np.ndarray, max_elongation: float = 5.0) -> np.ndarray:
+    """The water of water bodies that are long and narrow over the whole raster: rivers and streams.
+    Turbid river water looks like a mine pond pixel by pixel (on the demo it was 43 % of the false
+    scar), and inside one detected window a stretch of river is not long and narrow, so this is
+    judged on the whole raster. The price: in-channel dredging and a pond joined to a river are not
+    mine ground."""
+    return water & ~kept_patches(water, np.ones_like(water), 0.0, 1, max_elongation)
 
 
 def scar_mask(reflectance: dict[str, np.ndarray], footprint: np.ndarray, classifier: ScarClassifier | None = None, ndvi_max: float = 0.25,
@@ -257,13 +268,8 @@ def scar_mask(reflectance: dict[str, np.ndarray], footprint: np.ndarray, classif
     """
     if classifier is not None:
         if probability is None:
-            probability = mine_probability(reflectance, footprint, classifier, ndvi_max)
-        # Rivers and streams: water bodies long and narrow over the whole raster, not only inside
-        # the detections. Turbid river water looks like a mine pond pixel by pixel (on the demo it
-        # was 43 % of the false scar); the price is that in-channel dredging is not mapped.
-        water, _ = candidates(reflectance, ndvi_max)
-        rivers = water & ~kept_patches(water, np.ones_like(water), 0.0, 1, max_elongation)
-        return kept_patches((probability >= classifier.threshold) & ~rivers, footprint, inside_share, min_pixels, max_elongation) & footprint
+            probability = mine_probability(reflectance, footprint, classifier, ndvi_max, max_elongation)
+        return kept_patches(probability >= classifier.threshold, footprint, inside_share, min_pixels, max_elongation) & footprint
     water, bare = candidates(reflectance, ndvi_max)
     ponds = kept_patches(water, footprint, inside_share, min_pixels, max_elongation)
     ground = kept_patches(bare, footprint, inside_share, min_pixels, max_elongation)
