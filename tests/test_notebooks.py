@@ -1,10 +1,10 @@
-"""The HTML appendix of executed notebooks (asgm.notebooks)."""
+"""Running notebooks and the HTML appendix of executed notebooks (asgm.notebooks)."""
 
 import nbformat
 import pytest
 
 from asgm.errors import AsgmError
-from asgm.notebooks import write_html_appendix
+from asgm.notebooks import run_notebook, write_html_appendix
 
 
 def test_html_appendix_links_every_section_of_every_notebook(tmp_path):
@@ -26,3 +26,18 @@ def test_html_appendix_links_every_section_of_every_notebook(tmp_path):
 def test_html_appendix_without_executed_notebooks_says_what_to_run(tmp_path):
     with pytest.raises(AsgmError, match="make all"):
         write_html_appendix(tmp_path)
+
+
+def test_executed_notebook_keeps_only_the_final_line_of_a_progress_bar(tmp_path):
+    code = ("import time\nfrom asgm.progress import progress_bar\n"
+            "for _ in progress_bar(range(4), desc='steps', mininterval=0):\n    time.sleep(0.4)\nprint('done')")
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, tmp_path / "in.ipynb")
+    (tmp_path / "profile.yaml").write_text("{}\n")
+    run_notebook(tmp_path / "in.ipynb", tmp_path / "out.ipynb", tmp_path / "profile.yaml", kernel="python3")
+    cell = next(c for c in nbformat.read(tmp_path / "out.ipynb", as_version=4).cells if "progress_bar" in c.source)
+    stderr = [o for o in cell.outputs if o.output_type == "stream" and o.name == "stderr"]
+    assert len(stderr) == 1, "one output for the whole bar"
+    assert stderr[0].text.count("steps:") == 1 and "4/4" in stderr[0].text, "only its final line"
+    assert [o.text for o in cell.outputs if o.output_type == "stream" and o.name == "stdout"] == ["done\n"]

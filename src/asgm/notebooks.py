@@ -46,8 +46,10 @@ def run_notebook(notebook: str | Path, output: str | Path, parameters_file: str 
     # (which other users of the machine could read, and which ipykernel warns about).
     with tempfile.TemporaryDirectory(prefix="asgm-kernel-") as sockets:
         config = Config({"KernelManager": {"transport": "ipc", "ip": str(Path(sockets) / "kernel")}})
+        # coalesce_streams (nbclient): a progress bar's updates become one output and only its final
+        # line is kept in the executed notebook, which people read
         papermill.execute_notebook(str(notebook), str(output), parameters=parameters, kernel_name=kernel, cwd=str(cwd) if cwd else None,
-                                   progress_bar=False, stderr_file=sys.stderr, config=config)
+                                   progress_bar=False, stderr_file=sys.stderr, config=config, coalesce_streams=True)
     print(f"    {name} done in {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
 
 
