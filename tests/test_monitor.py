@@ -11,6 +11,7 @@ import pytest
 import rasterio
 from pyproj import Geod
 from rasterio.transform import from_origin
+from scipy import ndimage
 from shapely.geometry import Polygon, box
 
 from asgm.config import SyntheticConfig, load_profile
@@ -137,6 +138,15 @@ def test_change_classes_on_hand_built_footprints():
     classes, new = change_classes(current, before, before, pixel_ha, min_change_ha=0.5, tolerance_px=1, possible_before=weak)
     assert name[classes[44, 9]] == "persisting" and not new[44, 9]
     assert name[classes[15, 40]] == "expanded" and new[15, 40] and not new[5, 40]
+    # a new pit with a ragged edge (0.65 ha; an opening would leave 0.49 ha) beside one pixel mapped
+    # before: its new ground is the whole compact patch, not what an opening of it leaves
+    pit = square(empty.copy(), 20, 20, 9)
+    rows, cols = np.nonzero(pit & ~ndimage.binary_erosion(pit))
+    pit[rows[(rows + cols) % 2 == 1], cols[(rows + cols) % 2 == 1]] = False
+    assert pit.sum() == 65 and ndimage.binary_opening(pit, np.ones((3, 3), dtype=bool)).sum() == 49
+    speck = square(empty.copy(), 18, 18, 1)
+    classes, new = change_classes(pit, speck, speck, pixel_ha, min_change_ha=0.5, tolerance_px=2)
+    assert name[classes[24, 24]] == "expanded" and new.sum() == 64  # all but the pixel within the tolerance
 
 
 def test_change_polygons_carry_area_first_period_and_confidence():

@@ -41,7 +41,7 @@ from shapely.geometry import shape
 
 from asgm.atomic import atomic_path, plain_name
 from asgm.errors import AsgmError, InputFileError
-from asgm.scar import EIGHT, Grid, ensure_scar_classifier, mine_probability, read_grid, read_reflectance, scar_mask
+from asgm.scar import EIGHT, Grid, ensure_scar_classifier, kept_patches, mine_probability, read_grid, read_reflectance, scar_mask
 
 #: Equal-area CRS for hectares (WGS 84 / NSIDC EASE-Grid 2.0 Global): areas stay right across UTM zones.
 EQUAL_AREA = "EPSG:6933"
@@ -90,7 +90,8 @@ def confidence_raster(found: gpd.GeoDataFrame, grid: Grid) -> np.ndarray:
 
 
 def change_classes(current: np.ndarray, previous: np.ndarray | None, before: np.ndarray | None, pixel_ha: float,
-                   min_change_ha: float = 0.5, tolerance_px: int = 2, possible_before: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                   min_change_ha: float = 0.5, tolerance_px: int = 2, possible_before: np.ndarray | None = None,
+                   min_pixels: int = 10, max_elongation: float = 5.0) -> tuple[np.ndarray, np.ndarray]:
     """Classify a period's scar against the previous period's (``previous``) and everything mapped
     before it (``before``, the cumulative footprint up to the previous period). ``possible_before``
     adds the earlier pixels that were possibly mine ground (mapped only weakly, below the scar's
@@ -111,8 +112,11 @@ def change_classes(current: np.ndarray, previous: np.ndarray | None, before: np.
     if possible_before is not None:
         before = before | possible_before
     grown = ndimage.binary_dilation(before, EIGHT, iterations=tolerance_px) if tolerance_px else before
-    # New pixels, cleaned of isolated edge pixels (jitter, mixed pixels) by an opening.
-    new = ndimage.binary_opening(current & ~grown, EIGHT) & current
+    # New pixels, cleaned of isolated edge pixels (jitter, mixed pixels) by an opening; a compact
+    # patch of new ground (not long and narrow, at least the minimum mapping unit) is kept whole,
+    # since the opening would also erode a thin new pit that is no edge jitter.
+    outside = current & ~grown
+    new = (ndimage.binary_opening(outside, EIGHT) | kept_patches(outside, outside, 0.0, min_pixels, max_elongation)) & current
     labels, n = ndimage.label(current, structure=EIGHT)
     if n:
         index = np.arange(1, n + 1)
