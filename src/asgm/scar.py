@@ -16,9 +16,9 @@ little. Inside detections the scar is delineated at 10 m in two steps:
    predictions (folds of whole spatial blocks), never on the test patches or the scene being
    mapped. Patches mostly outside the detections (a river, a road running on), long and narrow
    ones (tracks, streams) and those under the minimum mapping unit (0.1 ha) are dropped, and so
-   is all water of a long, narrow water body (a river or a stream,
-   judged over the whole raster): turbid river water looks like a mine pond pixel by pixel. The
-   price: a pond that touches a river is lost with it, and dredging in the channel is not mapped.
+   is all water of a long, narrow water body (a river or a stream, judged over the whole raster):
+   turbid river water looks like a mine pond pixel by pixel. The price: a pond that touches a
+   river is lost with it, and dredging in the channel is not mapped.
 
 Without a classifier, :func:`scar_mask` falls back to rules: candidate patches that lie mostly
 inside detections, are not long and narrow, and (for bare ground) lie within 50 m of a pond
