@@ -260,7 +260,8 @@ def scar_mask(reflectance: dict[str, np.ndarray], footprint: np.ndarray, classif
         Smaller patches are dropped: the minimum mapping unit (10 px = 0.1 ha at 10 m).
     max_elongation
         Patches larger than this many discs of their widest point's radius are long and narrow
-        (streams, tracks, riverbanks) and dropped.
+        (streams, tracks, riverbanks) and dropped; with a classifier, water bodies of that shape
+        over the whole raster are :func:`rivers` and never scar.
     pond_distance_px
         Without a classifier, bare ground counts only within this many pixels of a kept pond.
     probability
