@@ -41,7 +41,8 @@ from shapely.geometry import shape
 
 from asgm.atomic import atomic_path, plain_name
 from asgm.errors import AsgmError, InputFileError
-from asgm.scar import EIGHT, Grid, ensure_scar_classifier, kept_patches, mine_probability, read_grid, read_reflectance, scar_mask
+from asgm.scar import (EIGHT, MAX_ELONGATION, MIN_PIXELS, Grid, ensure_scar_classifier, kept_patches, mine_probability, read_grid,
+                       read_reflectance, scar_mask)
 
 #: Equal-area CRS for hectares (WGS 84 / NSIDC EASE-Grid 2.0 Global): areas stay right across UTM zones.
 EQUAL_AREA = "EPSG:6933"
@@ -91,7 +92,7 @@ def confidence_raster(found: gpd.GeoDataFrame, grid: Grid) -> np.ndarray:
 
 def change_classes(current: np.ndarray, previous: np.ndarray | None, before: np.ndarray | None, pixel_ha: float,
                    min_change_ha: float = 0.5, tolerance_px: int = 2, possible_before: np.ndarray | None = None,
-                   min_pixels: int = 10, max_elongation: float = 5.0) -> tuple[np.ndarray, np.ndarray]:
+                   min_pixels: int = MIN_PIXELS, max_elongation: float = MAX_ELONGATION) -> tuple[np.ndarray, np.ndarray]:
     """Classify a period's scar against the previous period's (``previous``) and everything mapped
     before it (``before``, the cumulative footprint up to the previous period). ``possible_before``
     adds the earlier pixels that were possibly mine ground (mapped only weakly, below the scar's

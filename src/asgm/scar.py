@@ -43,6 +43,10 @@ SCAR_BANDS = ("B2", "B3", "B4", "B8", "B11", "B12")
 EIGHT = np.ones((3, 3), dtype=bool)
 #: Bumped when the classifier's features or training change, so cached classifiers are retrained.
 CLASSIFIER_VERSION = 3
+#: The minimum mapping unit in pixels (0.1 ha at 10 m).
+MIN_PIXELS = 10
+#: A patch larger than this many discs of its widest point's radius is long and narrow.
+MAX_ELONGATION = 5.0
 
 
 @dataclass(frozen=True)
@@ -225,14 +229,14 @@ def ensure_scar_classifier(model_dir: Path, ndvi_max: float = 0.25) -> ScarClass
 
 
 def mine_probability(reflectance: dict[str, np.ndarray], footprint: np.ndarray, classifier: ScarClassifier, ndvi_max: float = 0.25,
-                     max_elongation: float = 5.0) -> np.ndarray:
+                     max_elongation: float = MAX_ELONGATION) -> np.ndarray:
     """The classifier's probability of mine ground at each candidate pixel inside ``footprint`` (0
     elsewhere, and 0 on :func:`rivers`)."""
     water, bare = candidates(reflectance, ndvi_max)
     return classifier.probability(pixel_features(reflectance, water, bare), (water | bare) & footprint & ~rivers(water, max_elongation))
 
 
-def rivers(water: np.ndarray, max_elongation: float = 5.0) -> np.ndarray:
+def rivers(water: np.ndarray, max_elongation: float = MAX_ELONGATION) -> np.ndarray:
     """The water of water bodies that are long and narrow over the whole raster: rivers and streams.
     Turbid river water looks like a mine pond pixel by pixel (on the demo it was 43 % of the false
     scar), and inside one detected window a stretch of river is not long and narrow, so this is
@@ -242,7 +246,7 @@ def rivers(water: np.ndarray, max_elongation: float = 5.0) -> np.ndarray:
 
 
 def scar_mask(reflectance: dict[str, np.ndarray], footprint: np.ndarray, classifier: ScarClassifier | None = None, ndvi_max: float = 0.25,
-              inside_share: float = 0.5, min_pixels: int = 10, max_elongation: float = 5.0, pond_distance_px: int = 5,
+              inside_share: float = 0.5, min_pixels: int = MIN_PIXELS, max_elongation: float = MAX_ELONGATION, pond_distance_px: int = 5,
               probability: np.ndarray | None = None) -> np.ndarray:
     """Pixels of mining scar inside detection footprints (see the module's description).
 
