@@ -55,6 +55,8 @@ VARIANTS = {
     "wide_gain": {"gain_factor": 1.5},
     "no_schedule": {"lr_patience": None},
     "eg_augment": {"augment": AUGMENTATIONS},
+    # validation (early stopping, calibration, thresholds) from whole areas of the training regions
+    "area_validation": {"split_areas": 10},
     "bagged3": {"ensemble": 3, "bagging": 0.7},
     "scan_cnn": {"architecture": "scan_cnn"},
     "thesis_cnn": {"architecture": "thesis_cnn", "standardize": False, "learning_rate": 3e-4, "patience": 10,

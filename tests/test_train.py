@@ -52,6 +52,27 @@ def test_split_keeps_held_out_patches_away_from_training():
     assert spatial_split(index, 679, seed=3).equals(split)
 
 
+def test_split_by_areas_holds_out_whole_areas_far_from_training():
+    """With ``areas`` the held-out splits are whole areas: their patches lie far beyond the minimum
+    distance from training (tens of km for clusters spread over 2 degrees), while a block split
+    leaves held-out clusters next to training ones."""
+    index = clustered_points(n_clusters=60)
+    by_area = spatial_split(index, 679, seed=0, areas=10)
+    by_block = spatial_split(index, 679, seed=0)
+    assert_held_out_far(index, by_area, 679)
+    assert set(by_area["split"]) == {"train", "validation", "test"}
+    assert by_area["block"].equals(by_block["block"])  # blocks (for the bootstrap) are unchanged
+    far = {}
+    for name, split in (("area", by_area), ("block", by_block)):
+        train = split["split"] == "train"
+        held = (split["split"] != "train").to_numpy()
+        distances = [min_distance_between(index.loc[train, "lon"], index.loc[train, "lat"], [lon], [lat])
+                     for lon, lat in index.loc[held, ["lon", "lat"]].to_numpy()]
+        far[name] = np.median(distances)
+    assert far["area"] > 2 * far["block"], far
+    assert spatial_split(index, 679, seed=0, areas=10).equals(by_area)
+
+
 def test_split_distance_guarantee_on_real_coordinates(reference_data):
     """On the real Amazon patches (which cluster, and repeat sites at two dates) no validation or test
     patch comes within one patch diagonal (679 m, > the 480 m patch width) of a training patch."""

@@ -121,6 +121,11 @@ class SamplingConfig:
     #: Minimum distance of a random negative to every positive and to each other; default: the
     #: diagonal of the first patch size, so a random negative's patch never overlaps a mine's.
     min_distance_m: float | None = None
+    #: Validation and test made of whole geographic areas: the patches grouped into this many areas
+    #: (k-means on their positions) and each area goes whole to one split, so early stopping,
+    #: calibration and thresholds are chosen, and the test measured, on places training does not
+    #: reach; null: single spatial blocks (patches within ``min_distance_m`` of each other).
+    split_areas: int | None = None
     seed: int = 0
 
 
@@ -186,6 +191,11 @@ class TrainingConfig:
     #: Minimum distance between patches of different splits; null: the patch diagonal, so no
     #: held-out patch overlaps a training patch.
     min_distance_m: float | None = None
+    #: Validation and test made of whole geographic areas: the patches grouped into this many areas
+    #: (k-means on their positions) and each area goes whole to one split, so early stopping,
+    #: calibration and thresholds are chosen, and the test measured, on places training does not
+    #: reach; null: single spatial blocks (patches within ``min_distance_m`` of each other).
+    split_areas: int | None = None
     seed: int = 0
     #: Replicates of the block bootstrap behind every confidence interval.
     bootstrap: int = 1000
@@ -652,6 +662,9 @@ def _validate_training(t: TrainingConfig, src: Path | None) -> None:
     duplicated = sorted({c for c in t.channels or () if t.channels.count(c) > 1})
     if duplicated:
         raise ConfigError("training.channels", f"lists {duplicated} more than once", "give each channel once", src)
+    if t.split_areas is not None and t.split_areas < 3:
+        raise ConfigError("training.split_areas", "must be at least 3 (one area each for train, validation and test)",
+                          "give e.g. 10, or null to split by spatial blocks", src)
     if t.min_distance_m is not None and t.min_distance_m <= 0:
         raise ConfigError("training.min_distance_m", "must be positive", "give metres, or null for the patch diagonal", src)
     for name in ("epochs", "batch_size", "ensemble", "bootstrap"):

@@ -48,7 +48,8 @@ def fold_splits(dataset: Dataset, scheme: str = "kfold", k: int = 5, config: Tra
         Folds or regions.
     config
         Training settings: ``min_distance_m`` (default: the patch diagonal), ``split`` (its train
-        and validation shares set the validation share of the training folds).
+        and validation shares set the validation share of the training folds), ``split_areas``
+        (validation made of whole areas of the training folds).
     seed
         Seed of the folds (or regions) and of the validation blocks; not the training seed, so runs
         of several training seeds share their folds and can be paired or averaged.
@@ -82,7 +83,7 @@ def fold_splits(dataset: Dataset, scheme: str = "kfold", k: int = 5, config: Tra
         if labels != {0, 1}:
             raise AsgmError(f"{dataset.path}: {scheme} group {fold} holds label(s) {sorted(labels)} only ({held.sum()} patches); "
                             "every held-out group needs mines and non-mines: use fewer folds or regions")
-        rest = spatial_split(index.loc[~held], distance, shares, seed)
+        rest = spatial_split(index.loc[~held], distance, shares, seed, config.split_areas)
         split = pd.Series("test", index=index.index)
         split.loc[~held] = rest["split"]
         splits.append(pd.DataFrame({"split": split.to_numpy(), "block": groups["block"].to_numpy()}, index=index.index))

@@ -226,7 +226,8 @@ def min_distance_between(lon_a, lat_a, lon_b, lat_b) -> float:
     return float(cKDTree(_earth_xyz(lon_a, lat_a)).query(_earth_xyz(lon_b, lat_b))[0].min())
 
 
-def spatial_split(index: pd.DataFrame, min_distance_m: float, fractions: tuple[float, float, float] = (0.7, 0.15, 0.15), seed: int = 0) -> pd.DataFrame:
+def spatial_split(index: pd.DataFrame, min_distance_m: float, fractions: tuple[float, float, float] = (0.7, 0.15, 0.15), seed: int = 0,
+                  areas: int | None = None) -> pd.DataFrame:
     """Split patches into train / validation / test by spatial blocks.
 
     Blocks from :func:`spatial_blocks` are shuffled (seeded) and each goes, whole, to the split
@@ -244,6 +245,11 @@ def spatial_split(index: pd.DataFrame, min_distance_m: float, fractions: tuple[f
         Target shares of train, validation and test (by patches, per class).
     seed
         Seed of the block order.
+    areas
+        Split by geographic areas instead of blocks: the points are grouped into this many areas
+        (k-means on their positions, whole blocks each, as :func:`spatial_regions`) and each area
+        goes whole to one split, so validation and test lie in places the training set does not
+        reach (fewer areas when there are fewer blocks). None: each block on its own.
 
     Returns
     -------
@@ -253,8 +259,10 @@ def spatial_split(index: pd.DataFrame, min_distance_m: float, fractions: tuple[f
     fractions = np.asarray(fractions, float)
     if fractions.shape != (3,) or (fractions < 0).any() or not math.isclose(fractions.sum(), 1.0, abs_tol=1e-6):
         raise AsgmError(f"split fractions {fractions.tolist()} must be three non-negative shares summing to 1 (train, validation, test)")
-    blocks = spatial_blocks(index["lon"].to_numpy(), index["lat"].to_numpy(), min_distance_m)
-    assignment = _balanced_groups(blocks, index["label"].to_numpy().astype(int), fractions, seed)
+    lon, lat = index["lon"].to_numpy(float), index["lat"].to_numpy(float)
+    blocks = spatial_blocks(lon, lat, min_distance_m)
+    units = blocks if areas is None else _block_regions(lon, lat, blocks, min(areas, int(blocks.max()) + 1), seed)
+    assignment = _balanced_groups(units, index["label"].to_numpy().astype(int), fractions, seed)
     return pd.DataFrame({"split": np.asarray(SPLITS)[assignment], "block": blocks}, index=index.index)
 
 
@@ -293,22 +301,26 @@ def spatial_regions(index: pd.DataFrame, n_regions: int, min_distance_m: float, 
         ``region`` (0 … n − 1, numbered west to east by centre), ``block``, and the region's centre
         ``region_lon`` / ``region_lat``, on ``index``'s index.
     """
-    from sklearn.cluster import KMeans
-
     lon, lat = index["lon"].to_numpy(float), index["lat"].to_numpy(float)
     blocks = _blocks_for_groups(index, n_regions, min_distance_m, "regions")
-    xyz = _earth_xyz(lon, lat)
-    labels = KMeans(n_regions, n_init=10, random_state=seed).fit_predict(xyz / EARTH_RADIUS_M)
-    # each block to its majority region
-    counts = np.zeros((blocks.max() + 1, n_regions))
-    np.add.at(counts, (blocks, labels), 1)
-    region = counts.argmax(axis=1)[blocks]
+    region = _block_regions(lon, lat, blocks, n_regions, seed)
     centres = pd.DataFrame({"lon": lon, "lat": lat, "region": region}).groupby("region")[["lon", "lat"]].mean()
     order = {r: i for i, r in enumerate(centres.sort_values("lon").index)}
     region = np.array([order[r] for r in region])
     centres = centres.rename(index=order).sort_index()
     return pd.DataFrame({"region": region, "block": blocks, "region_lon": centres["lon"].to_numpy()[region],
                          "region_lat": centres["lat"].to_numpy()[region]}, index=index.index)
+
+
+def _block_regions(lon: np.ndarray, lat: np.ndarray, blocks: np.ndarray, n_regions: int, seed: int) -> np.ndarray:
+    """Region of each point: k-means on the positions on the sphere, each block whole to the region
+    of most of its points (numbers 0 … n − 1, possibly with gaps)."""
+    from sklearn.cluster import KMeans
+
+    labels = KMeans(n_regions, n_init=10, random_state=seed).fit_predict(_earth_xyz(lon, lat) / EARTH_RADIUS_M)
+    counts = np.zeros((blocks.max() + 1, n_regions))
+    np.add.at(counts, (blocks, labels), 1)
+    return counts.argmax(axis=1)[blocks]
 
 
 def _blocks_for_groups(index: pd.DataFrame, groups: int, min_distance_m: float, what: str) -> np.ndarray:

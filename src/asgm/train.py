@@ -128,7 +128,7 @@ def split_dataset(dataset: Dataset, config: TrainingConfig) -> pd.DataFrame:
     if classes != [0, 1]:
         raise InputFileError(dataset.path / "index.csv", f"every patch has label {classes[0]}: the dataset holds one class only",
                              "add patches of the other class (mines are 1, non-mines 0); no split or seed can help")
-    assigned = spatial_split(dataset.index, min_distance, tuple(config.split), config.seed)
+    assigned = spatial_split(dataset.index, min_distance, tuple(config.split), config.seed, config.split_areas)
     if config.train_negatives is not None:
         assigned["split"] = assigned["split"].where(~_excluded_negatives(dataset, config.train_negatives) | (assigned["split"] == "test"), EXCLUDED)
     _require_both_classes(dataset, assigned["split"],
@@ -319,7 +319,7 @@ def train_experiment(dataset: Dataset | str | Path, output_directory: str | Path
         "dataset": {"path": str(dataset.path), "fingerprint": fingerprint, "synthetic": synthetic,
                     "profile": dataset.meta.get("profile")},
         "training": dataclasses.asdict(config),
-        "split": {"fractions": list(config.split), "min_distance_m": min_distance, "seed": config.seed,
+        "split": {"fractions": list(config.split), "min_distance_m": min_distance, "areas": config.split_areas, "seed": config.seed,
                   "chosen_by": "asgm.train.split_dataset" if given is None else "given by the caller (e.g. a cross-validation fold)",
                   "patch_ids": {part: index.loc[split == part, "patch_id"].tolist() for part in ("train", "validation", "test")}},
     }
