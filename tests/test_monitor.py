@@ -14,12 +14,13 @@ from rasterio.transform import from_origin
 from scipy import ndimage
 from shapely.geometry import Polygon, box
 
-from asgm.config import SyntheticConfig, load_profile
+from asgm.config import MonitoringConfig, SyntheticConfig, load_profile
 from asgm.errors import ConfigError
 from asgm.imagery.demo_history import generate_demo_history
-from asgm.monitor import CHANGE_CLASSES, alerts, change_classes, change_polygons, mask_polygons, zone_statistics
-from asgm.scar import Grid, scar_mask
-from tests.conftest import UTM20, write_raster
+from asgm.monitor import (CHANGE_CLASSES, alerts, change_classes, change_polygons, detection_windows, mask_polygons, window_products,
+                          zone_statistics)
+from asgm.scar import SCAR_BANDS, Grid, scar_mask
+from tests.conftest import LEFT, TOP, UTM20, write_raster
 
 ROOT = Path(__file__).resolve().parents[1]
 GRID = Grid(from_origin(630_000, 810_000, 10, 10), rasterio.crs.CRS.from_string(UTM20), (60, 60))
@@ -229,6 +230,62 @@ def scene(scar_side=20, river_rows=(0, 6)):
         for b, v in zip(("B2", "B3", "B4", "B8"), values):
             refl[b] = np.where(mask, v, refl[b])
     return {b: v.astype(np.float32) for b, v in refl.items()}, mine
+
+
+def detections_at(*corners, side=48):
+    """Detected 48 px windows with their top-left pixel (row, col) on the test grid, in UTM."""
+    geometry = [box(LEFT + 10 * c, TOP - 10 * (r + side), LEFT + 10 * (c + side), TOP - 10 * r) for r, c in corners]
+    return gpd.GeoDataFrame({"max_confidence": [0.9] * len(geometry)}, geometry=geometry, crs=UTM20)
+
+
+def test_detection_windows_cover_every_detection_with_context_and_never_overlap():
+    grid = Grid(from_origin(LEFT, TOP, 10, 10), rasterio.crs.CRS.from_string(UTM20), (400, 400))
+    far_apart = {"a": detections_at((10, 10)), "b": detections_at((300, 300))}  # periods a and b
+    windows = detection_windows(far_apart, grid, margin_px=20)
+    assert [(w.row_off, w.col_off, w.height, w.width) for w in windows] == [(0, 0, 78, 78), (280, 280, 88, 88)]  # clipped at the top-left edge
+    assert len(detection_windows(far_apart, grid, margin_px=130)) == 1  # margins that meet merge the windows
+    # an L of detections: the merged box of two reaches a third; windows still never overlap
+    rng = np.random.default_rng(1)
+    found = {"p": detections_at(*rng.integers(0, 352, (25, 2)))}
+    windows = detection_windows(found, grid, margin_px=12)
+    taken = np.zeros(grid.shape, dtype=int)
+    for w in windows:
+        taken[w.toslices()] += 1
+    assert taken.max() == 1
+    for r, c in ((int(TOP - g.bounds[3]) // 10, int(g.bounds[0] - LEFT) // 10) for g in found["p"].geometry):
+        assert taken[max(r - 12, 0):r + 60, max(c - 12, 0):c + 60].all()  # the detection and its context lie in a window
+    assert detection_windows({"p": detections_at()}, grid) == []
+
+
+def test_scar_and_change_in_windows_equal_the_whole_raster(tmp_path):
+    """Two periods of a 300 px scene (a river across, a mine that persists, one that opens far away):
+    the products computed window by window around the detections are those of the whole raster."""
+    grid = Grid(from_origin(LEFT, TOP, 10, 10), rasterio.crs.CRS.from_string(UTM20), (300, 300))
+    forest = np.array([0.09, 0.09, 0.05, 0.30, 0.15, 0.08])
+    rasters = {}
+    for k, name in enumerate(("2023", "2024")):
+        refl = np.broadcast_to(forest[:, None, None], (6, 300, 300)).copy()
+        refl[:, 140:146, :] = np.array([0.11, 0.12, 0.13, 0.08, 0.05, 0.03])[:, None]  # the river
+        sites = [(30, 30)] + ([(250, 250)] if k else [])
+        for r, c in sites:
+            refl[:, r:r + 20, c:c + 20] = np.array([0.17, 0.19, 0.29, 0.33, 0.35, 0.30])[:, None, None]  # bare ground
+            refl[:, r + 5:r + 10, c + 5:c + 10] = np.array([0.10, 0.12, 0.08, 0.06, 0.04, 0.02])[:, None, None]  # a pond
+        rasters[name] = write_raster(tmp_path / f"{name}.tif", (refl * 10_000).astype(np.uint16), bands=SCAR_BANDS)
+    found = {"2023": detections_at((16, 16)), "2024": detections_at((16, 16), (236, 236), (120, 120))}  # the last one over the river
+    settings = MonitoringConfig()
+    whole = window_products(rasterio.windows.Window(0, 0, 300, 300), grid, rasters, found, None, settings, 10_000)
+    windows = detection_windows(found, grid, margin_px=16)
+    assert len(windows) == 3 and sum(w.width * w.height for w in windows) < 0.3 * 300 * 300
+    parts = [window_products(w, grid, rasters, found, None, settings, 10_000) for w in windows]
+    for name in rasters:
+        mosaic = np.zeros(grid.shape, dtype=bool)
+        for part in parts:
+            mosaic[part.window.toslices()] = part.masks[name]
+        assert np.array_equal(mosaic, whole.masks[name]) and mosaic.any()
+        assert sum(p.scars[name]["area_ha"].sum() for p in parts) == pytest.approx(whole.scars[name]["area_ha"].sum())
+    changed = {c: sum(p.changes["2024"].loc[p.changes["2024"]["change"] == c, "area_ha"].sum() for p in parts) for c in ("new", "persisting")}
+    assert changed == pytest.approx({"new": 4.0, "persisting": 4.0})
+    assert not whole.masks["2024"][140:146].any()  # the river stays out of the scar
 
 
 def test_scar_is_the_bare_ground_and_ponds_inside_detections():

@@ -15,6 +15,9 @@ path, finished tiles cached), detections are drawn as in notebook 05, and then:
   and a hysteresis in time (``new_hysteresis``) keeps a mine mapped only weakly before from
   being reported new: "before" also holds every earlier pixel whose mine-ground probability
   reached that fraction of the classifier's threshold.
+- **windows** (:func:`detection_windows`): all pixel work happens in windows around the
+  detections (with :data:`CONTEXT_PX` of context), read from the composites window by window, so a
+  wall-to-wall region costs what its detections cost, not its area.
 - **zones** (:func:`zone_statistics`): hectares per zone and period, computed in an equal-area CRS.
 - **alerts** (:func:`alerts`): the newest period's new and expanded mining, largest first, with its
   zone, the nearest OSM river or road, and a before/after thumbnail.
@@ -36,17 +39,61 @@ import numpy as np
 import pandas as pd
 import rasterio
 from rasterio.features import rasterize, shapes
+from rasterio.windows import Window
 from scipy import ndimage
-from shapely.geometry import shape
+from shapely.geometry import box, shape
 
 from asgm.atomic import atomic_path, plain_name
 from asgm.errors import AsgmError, InputFileError
+from asgm.progress import progress_bar
 from asgm.scar import (EIGHT, MAX_ELONGATION, MIN_PIXELS, Grid, ensure_scar_classifier, kept_patches, mine_probability, read_grid,
                        read_reflectance, scar_mask)
 
 #: Equal-area CRS for hectares (WGS 84 / NSIDC EASE-Grid 2.0 Global): areas stay right across UTM zones.
 EQUAL_AREA = "EPSG:6933"
 CHANGE_CLASSES = ("new", "expanded", "persisting", "receded")
+#: Context (pixels, 2.56 km) read around each group of detections: rivers are judged and scar patches
+#: measured over the detections plus this margin, so a river crossing a detection is still long and
+#: narrow there (a 1 km wide river over 5 km is).
+CONTEXT_PX = 256
+
+
+def detection_windows(found: dict[str, gpd.GeoDataFrame], grid: Grid, margin_px: int = CONTEXT_PX) -> list[Window]:
+    """Windows of the raster that hold every period's detections with ``margin_px`` of context,
+    merged until none overlap (so each pixel belongs to one window), top-left first.
+
+    Parameters
+    ----------
+    found
+        Period → detections (any CRS).
+    grid
+        The composites' pixel grid.
+    """
+    inverse = ~grid.transform
+    boxes = []
+    for detections in found.values():
+        for minx, miny, maxx, maxy in detections.to_crs(grid.crs).bounds.to_numpy():
+            (c0, r0), (c1, r1) = inverse @ (minx, maxy), inverse @ (maxx, miny)
+            boxes.append(box(min(c0, c1) - margin_px, min(r0, r1) - margin_px, max(c0, c1) + margin_px, max(r0, r1) + margin_px))
+    while boxes:  # the bounding box of merged boxes can reach another box: merge until stable
+        merged = gpd.GeoSeries(boxes).union_all()
+        parts = [box(*part.bounds) for part in getattr(merged, "geoms", [merged])]
+        if len(parts) == len(boxes):
+            break
+        boxes = parts
+    rows, cols = grid.shape
+    windows = []
+    for c0, r0, c1, r1 in (b.bounds for b in boxes):
+        c0, r0 = max(0, int(np.floor(c0))), max(0, int(np.floor(r0)))
+        c1, r1 = min(cols, int(np.ceil(c1))), min(rows, int(np.ceil(r1)))
+        if c1 > c0 and r1 > r0:
+            windows.append(Window(c0, r0, c1 - c0, r1 - r0))
+    return sorted(windows, key=lambda w: (w.row_off, w.col_off))
+
+
+def window_grid(grid: Grid, window: Window) -> Grid:
+    """The pixel grid of a window of ``grid``."""
+    return Grid(rasterio.windows.transform(window, grid.transform), grid.crs, (int(window.height), int(window.width)))
 
 
 def footprint_mask(found: gpd.GeoDataFrame, grid: Grid) -> np.ndarray:
@@ -275,6 +322,66 @@ def _is_scan_cnn(model_dir: Path) -> bool:
     return config.get("training", {}).get("architecture") == "scan_cnn"
 
 
+@dataclass
+class WindowProducts:
+    """The pixel-level products of one window of :func:`detection_windows`, per period."""
+
+    window: Window
+    masks: dict[str, np.ndarray]
+    news: dict[str, np.ndarray]
+    scars: dict[str, gpd.GeoDataFrame]
+    changes: dict[str, gpd.GeoDataFrame]
+    cumulative: gpd.GeoDataFrame
+
+
+def window_products(window: Window, grid: Grid, rasters: dict[str, Path], found: dict[str, gpd.GeoDataFrame], classifier,
+                    settings, scale: float, raster_bands: tuple[str, ...] | None = None) -> WindowProducts:
+    """Scar, change and cumulative footprint of every period inside one window.
+
+    Parameters
+    ----------
+    window, grid
+        The window (:func:`detection_windows`) and the composites' grid.
+    rasters, found
+        Period → composite and period → detections (in the grid's CRS), oldest first.
+    classifier
+        The scar's pixel classifier, or None for the rules (:func:`asgm.scar.scar_mask`).
+    settings
+        ``scar_ndvi``, ``new_hysteresis`` and ``min_change_ha`` (a :class:`~asgm.config.MonitoringConfig`).
+    """
+    local = window_grid(grid, window)
+    names = tuple(rasters)
+    area = box(*rasterio.windows.bounds(window, grid.transform))
+    found = {n: f.iloc[f.sindex.query(area, predicate="intersects")] if len(f) else f for n, f in found.items()}
+    # Every period's scar is delineated inside every period's detections: a mine the patch model
+    # misses in one composite (haze, a cloud edge) is still measured there, and the pixel classifier,
+    # not the window, decides whether a place is mine ground in each period.
+    examined = np.logical_or.reduce([footprint_mask(found[n], local) for n in names])
+    confidences = {n: confidence_raster(found[n], local) for n in names}
+    strongest = np.maximum.reduce(list(confidences.values()))
+    masks, possible, scars = {}, {}, {}
+    for name, raster in rasters.items():
+        reflectance, _ = read_reflectance(raster, scale, raster_bands, window=window)
+        probability = mine_probability(reflectance, examined, classifier, settings.scar_ndvi) if classifier else None
+        masks[name] = scar_mask(reflectance, examined, classifier, ndvi_max=settings.scar_ndvi, probability=probability)
+        # hysteresis in time: a place is new mining only where every earlier period looked clearly not mine
+        possible[name] = probability >= settings.new_hysteresis * classifier.threshold if classifier else masks[name]
+        # the period's own detections' confidence; another period's where only that one detected the place
+        confidences[name] = np.where(confidences[name] > 0, confidences[name], strongest)
+        scars[name] = mask_polygons(masks[name], local, maxima={"confidence": confidences[name]})
+    changes, news, first_seen, before, possible_before = {}, {}, np.full(local.shape, 255, dtype=np.uint8), None, None
+    for k, name in enumerate(names):
+        first_seen[masks[name] & (first_seen == 255)] = k
+        previous = masks[names[k - 1]] if k else None
+        classes, news[name] = change_classes(masks[name], previous, before, local.pixel_ha, settings.min_change_ha, possible_before=possible_before)
+        changes[name] = change_polygons(classes, news[name], first_seen, np.maximum(confidences[name], confidences[names[k - 1]] if k else 0), local, names)
+        before = masks[name] if before is None else before | masks[name]
+        possible_before = possible[name] if possible_before is None else possible_before | possible[name]
+    cumulative = mask_polygons(before, local, minima={"first_seen": first_seen})
+    cumulative["first_seen"] = _period_names(cumulative["first_seen"], names)
+    return WindowProducts(window, masks, news, scars, changes, cumulative)
+
+
 def run_monitoring(cfg, progress: bool = True) -> MonitoringResult:
     """Scan every period, delineate scars, classify change, sum hectares per zone, write alerts
     (see the module's description). Each period's scan is reused when it is already on disk."""
@@ -302,7 +409,7 @@ def run_monitoring(cfg, progress: bool = True) -> MonitoringResult:
     # A one-worker local cluster per period would load the model and burn OSM again for each period;
     # in this process they are loaded once and shared by every period.
     scheduler = "synchronous" if sc.scheduler == "local" and sc.workers == 1 else sc.scheduler
-    found, footprints, grid = {}, {}, None
+    found, grid = {}, None
     for name, raster in rasters.items():
         result = scan_region(model_dir, raster, out / name, stride=sc.stride, tile_px=sc.tile_px,
                              osm_features=cfg.osm_features_path if uses_osm else None, fast=sc.fast, scheduler=scheduler,
@@ -315,42 +422,24 @@ def run_monitoring(cfg, progress: bool = True) -> MonitoringResult:
             raise InputFileError(raster, f"is not on the pixel grid of the first period's composite ({rasters[names[0]]})",
                                  "export every period over the same boundary and CRS (or warp them to one grid, e.g. gdalwarp -tap)")
         grid = period_grid
-        footprints[name] = footprint_mask(found[name], grid)
     timer["scan"] = time.perf_counter()
-    # Every period's scar is delineated inside every period's detections: a mine the patch model
-    # misses in one composite (haze, a cloud edge) is still measured there, and the pixel classifier,
-    # not the window, decides whether a place is mine ground in each period.
-    examined = np.logical_or.reduce(list(footprints.values()))
-    confidences = {name: confidence_raster(found[name], grid) for name in names}
-    strongest = np.maximum.reduce(list(confidences.values()))
-    scars, masks, possible = {}, {}, {}
-    for name, raster in rasters.items():
-        reflectance, _ = read_reflectance(raster, cfg.imagery.scale, raster_bands)
-        probability = mine_probability(reflectance, examined, classifier, mo.scar_ndvi) if classifier else None
-        masks[name] = scar_mask(reflectance, examined, classifier, ndvi_max=mo.scar_ndvi, probability=probability)
-        # hysteresis in time: a place is new mining only where every earlier period looked clearly not mine
-        possible[name] = probability >= mo.new_hysteresis * classifier.threshold if classifier else masks[name]
-        # the period's own detections' confidence; another period's where only that one detected the place
-        confidences[name] = np.where(confidences[name] > 0, confidences[name], strongest)
-        scars[name] = mask_polygons(masks[name], grid, maxima={"confidence": confidences[name]})
+    on_grid = {name: f.to_crs(grid.crs) for name, f in found.items()}
+    windows = detection_windows(on_grid, grid)
+    parts = [window_products(window, grid, rasters, on_grid, classifier, mo, cfg.imagery.scale, raster_bands)
+             for window in progress_bar(windows, desc="scar and change", unit="window", disable=not progress)]
+    empty = np.zeros((1, 1), dtype=bool)
+    scars = {name: _concat([p.scars[name] for p in parts], mask_polygons(empty, grid, maxima={"confidence": empty})) for name in names}
+    changes = {name: _concat([p.changes[name] for p in parts], change_polygons(empty, empty, empty, empty, grid, names)) for name in names}
+    cumulative = _concat([p.cumulative for p in parts], mask_polygons(empty, grid, minima={"first_seen": empty}))
+    for name in names:
         write_detections(scars[name].assign(period=name, **settings), out / name / "scar.geojson")
-        _write_mask(out / name / "scar.tif", masks[name], grid)
-    changes, news, first_seen, before, possible_before = {}, {}, np.full(grid.shape, 255, dtype=np.uint8), None, None
-    for k, name in enumerate(names):
-        first_seen[masks[name] & (first_seen == 255)] = k
-        previous = masks[names[k - 1]] if k else None
-        classes, news[name] = change_classes(masks[name], previous, before, grid.pixel_ha, mo.min_change_ha, possible_before=possible_before)
-        changes[name] = change_polygons(classes, news[name], first_seen, np.maximum(confidences[name], confidences[names[k - 1]] if k else 0), grid, names)
+        _write_mask(out / name / "scar.tif", [(p.window, p.masks[name]) for p in parts], grid)
         write_detections(changes[name].assign(period=name, **settings), out / name / "change.geojson")
-        before = masks[name] if before is None else before | masks[name]
-        possible_before = possible[name] if possible_before is None else possible_before | possible[name]
-    cumulative = mask_polygons(before, grid, minima={"first_seen": first_seen})
-    cumulative["first_seen"] = _period_names(cumulative["first_seen"], names)
     write_detections(cumulative.assign(since=names[0], until=names[-1], **settings), out / "cumulative.geojson")
     summary = pd.DataFrame({
         "detections": [len(found[n]) for n in names],
         "detected_ha": [round(found[n]["area_ha"].sum(), 1) for n in names],
-        "scar_ha": [round(masks[n].sum() * grid.pixel_ha, 2) for n in names],
+        "scar_ha": [round(sum(int(p.masks[n].sum()) for p in parts) * grid.pixel_ha, 2) for n in names],
         "new_ha": [round(changes[n].loc[changes[n]["change"].isin(["new", "expanded"]), "new_ha"].sum(), 2) for n in names],
         "receded_ha": [round(changes[n].loc[changes[n]["change"] == "receded", "area_ha"].sum(), 2) for n in names],
     }, index=pd.Index(names, name="period"))
@@ -371,7 +460,11 @@ def run_monitoring(cfg, progress: bool = True) -> MonitoringResult:
         features = read_features(cfg.osm_features_path)
     newest = alerts(changes[names[-1]], zones, features, rasters[names[-2]], rasters[names[-1]], out / "alerts", names[-2], names[-1])
     write_detections(newest.assign(**settings), out / "alerts.geojson")
-    evaluation = evaluate_history(history, masks, changes, news, grid, mo.min_change_ha) if history is not None else None
+    evaluation = None
+    if history is not None:
+        masks = {n: _mosaic([(p.window, p.masks[n]) for p in parts], grid) for n in names}
+        news = {n: _mosaic([(p.window, p.news[n]) for p in parts], grid) for n in names}
+        evaluation = evaluate_history(history, masks, changes, news, grid, mo.min_change_ha)
     if evaluation is not None:
         _write_csv(evaluation, out / "evaluation.csv")
     timer["alerts"] = time.perf_counter()
@@ -381,11 +474,28 @@ def run_monitoring(cfg, progress: bool = True) -> MonitoringResult:
                             zones, zone_table, newest, evaluation, seconds)
 
 
-def _write_mask(path: Path, mask: np.ndarray, grid: Grid) -> None:
+def _write_mask(path: Path, parts: list[tuple[Window, np.ndarray]], grid: Grid) -> None:
+    """A boolean raster on ``grid`` written window by window: 0 wherever no window was written
+    (sparse tiles, so a wall-to-wall region's file stays small)."""
     profile = {"driver": "GTiff", "width": grid.shape[1], "height": grid.shape[0], "count": 1, "dtype": "uint8", "crs": grid.crs,
-               "transform": grid.transform, "tiled": True, "blockxsize": 256, "blockysize": 256, "compress": "deflate", "nodata": 255}
+               "transform": grid.transform, "tiled": True, "blockxsize": 256, "blockysize": 256, "compress": "deflate", "sparse_ok": True}
     with atomic_path(path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
-        dst.write(mask.astype(np.uint8), 1)
+        for window, mask in parts:
+            dst.write(mask.astype(np.uint8), 1, window=window)
+
+
+def _mosaic(parts: list[tuple[Window, np.ndarray]], grid: Grid) -> np.ndarray:
+    """Windows' boolean rasters placed on the whole grid (False elsewhere)."""
+    out = np.zeros(grid.shape, dtype=bool)
+    for window, array in parts:
+        out[window.toslices()] = array
+    return out
+
+
+def _concat(frames: list[gpd.GeoDataFrame], template: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """The windows' polygons as one table (``template``, an empty table with the columns, if none)."""
+    frames = [f for f in frames if len(f)]
+    return gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), crs=template.crs) if frames else template
 
 
 def _write_csv(table: pd.DataFrame, path: Path, index: bool = True) -> None:

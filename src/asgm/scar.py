@@ -16,7 +16,8 @@ little. Inside detections the scar is delineated at 10 m in two steps:
    predictions (folds of whole spatial blocks), never on the test patches or the scene being
    mapped. Patches mostly outside the detections (a river, a road running on), long and narrow
    ones (tracks, streams) and those under the minimum mapping unit (0.1 ha) are dropped, and so
-   is all water of a long, narrow water body (a river or a stream, judged over the whole raster):
+   is all water of a long, narrow water body (a river or a stream, judged over the raster read: the
+   detections and kilometres of context around them, see :func:`asgm.monitor.detection_windows`):
    turbid river water looks like a mine pond pixel by pixel. The price: a pond that touches a
    river is lost with it, and dredging in the channel is not mapped.
 
@@ -69,8 +70,9 @@ def read_grid(raster: str | Path) -> Grid:
 
 
 def read_reflectance(raster: str | Path, scale: float, raster_bands: tuple[str, ...] | None = None,
-                     bands: tuple[str, ...] = SCAR_BANDS) -> tuple[dict[str, np.ndarray], Grid]:
-    """Named bands of a raster as reflectance (value / ``scale``; no data → NaN), and its grid."""
+                     bands: tuple[str, ...] = SCAR_BANDS, window: rasterio.windows.Window | None = None) -> tuple[dict[str, np.ndarray], Grid]:
+    """Named bands of a raster (or of a ``window`` of it) as reflectance (value / ``scale``; no data
+    → NaN), and the grid of what was read."""
     raster = Path(raster)
     with rasterio.open(raster) as src:
         names = list(raster_bands) if raster_bands else list(src.descriptions)
@@ -81,9 +83,11 @@ def read_reflectance(raster: str | Path, scale: float, raster_bands: tuple[str, 
         nodata = src.nodata if src.nodata is not None else 0
         out = {}
         for b in bands:
-            values = src.read(names.index(b) + 1).astype(np.float32)
+            values = src.read(names.index(b) + 1, window=window).astype(np.float32)
             out[b] = np.where(values == nodata, np.nan, values / scale)
-        return out, Grid(src.transform, src.crs, (src.height, src.width))
+        if window is None:
+            return out, Grid(src.transform, src.crs, (src.height, src.width))
+        return out, Grid(src.window_transform(window), src.crs, values.shape)
 
 
 def candidates(reflectance: dict[str, np.ndarray], ndvi_max: float = 0.25, cloud_blue: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
@@ -237,10 +241,10 @@ def mine_probability(reflectance: dict[str, np.ndarray], footprint: np.ndarray, 
 
 
 def rivers(water: np.ndarray, max_elongation: float = MAX_ELONGATION) -> np.ndarray:
-    """The water of water bodies that are long and narrow over the whole raster: rivers and streams.
-    Turbid river water looks like a mine pond pixel by pixel (on the demo it was 43 % of the false
-    scar), and inside one detected window a stretch of river is not long and narrow, so this is
-    judged on the whole raster. The price: in-channel dredging and a pond joined to a river are not
+    """The water of water bodies that are long and narrow over the whole of ``water``: rivers and
+    streams. Turbid river water looks like a mine pond pixel by pixel (on the demo it was 43 % of the
+    false scar), and inside one detected window a stretch of river is not long and narrow, so this is
+    judged on the raster read (the monitoring reads kilometres of context around detections). The price: in-channel dredging and a pond joined to a river are not
     mine ground."""
     return water & ~kept_patches(water, np.ones_like(water), 0.0, 1, max_elongation)
 
@@ -265,7 +269,7 @@ def scar_mask(reflectance: dict[str, np.ndarray], footprint: np.ndarray, classif
     max_elongation
         Patches larger than this many discs of their widest point's radius are long and narrow
         (streams, tracks, riverbanks) and dropped; with a classifier, water bodies of that shape
-        over the whole raster are :func:`rivers` and never scar.
+        over the raster read are :func:`rivers` and never scar.
     pond_distance_px
         Without a classifier, bare ground counts only within this many pixels of a kept pond.
     probability
