@@ -41,3 +41,20 @@ def test_executed_notebook_keeps_only_the_final_line_of_a_progress_bar(tmp_path)
     assert len(stderr) == 1, "one output for the whole bar"
     assert stderr[0].text.count("steps:") == 1 and "4/4" in stderr[0].text, "only its final line"
     assert [o.text for o in cell.outputs if o.output_type == "stream" and o.name == "stdout"] == ["done\n"]
+
+
+def test_native_library_chatter_stays_out_of_the_executed_notebook(tmp_path, capfd, monkeypatch):
+    """What a compiled library writes straight to file descriptor 2 (TensorFlow's start-up lines on
+    CPUs where oneDNN is on) goes to the terminal, not into the notebook people read; Python's
+    stderr (warnings, progress bars) stays in the notebook."""
+    cells = ["import os, sys\nos.write(2, b'I0000 port.cc:153] oneDNN custom operations are on\\n')\nprint('a warning', file=sys.stderr)",
+             "import time\ntime.sleep(2)"]  # time for a kernel that captures descriptor 2 to forward it
+    monkeypatch.delenv("PYTEST_CURRENT_TEST")  # ipykernel never watches descriptor 2 under pytest
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    nb.metadata["kernelspec"] = {"name": "asgm", "display_name": "Python (asgm)", "language": "python"}
+    nbformat.write(nb, tmp_path / "in.ipynb")
+    (tmp_path / "profile.yaml").write_text("{}\n")
+    run_notebook(tmp_path / "in.ipynb", tmp_path / "out.ipynb", tmp_path / "profile.yaml", kernel="asgm")  # the project's kernel (make setup)
+    streams = [o.text for c in nbformat.read(tmp_path / "out.ipynb", as_version=4).cells for o in c.outputs if o.output_type == "stream"]
+    assert streams == ["a warning\n"]
+    assert "oneDNN custom operations are on" in capfd.readouterr().err

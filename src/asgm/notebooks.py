@@ -47,9 +47,13 @@ def run_notebook(notebook: str | Path, output: str | Path, parameters_file: str 
     with tempfile.TemporaryDirectory(prefix="asgm-kernel-") as sockets:
         config = Config({"KernelManager": {"transport": "ipc", "ip": str(Path(sockets) / "kernel")}})
         # coalesce_streams (nbclient): a progress bar's updates become one output and only its final
-        # line is kept in the executed notebook, which people read
+        # line is kept in the executed notebook, which people read. capture_fd_output off: what
+        # compiled libraries write straight to file descriptor 2 (TensorFlow's start-up lines, which
+        # TF_CPP_MIN_LOG_LEVEL does not silence where oneDNN is on) goes to the terminal, not into
+        # the notebook; Python's stderr (warnings, progress bars) still does.
         papermill.execute_notebook(str(notebook), str(output), parameters=parameters, kernel_name=kernel, cwd=str(cwd) if cwd else None,
-                                   progress_bar=False, stderr_file=sys.stderr, config=config, coalesce_streams=True)
+                                   progress_bar=False, stderr_file=sys.stderr, config=config, coalesce_streams=True,
+                                   extra_arguments=["--IPKernelApp.capture_fd_output=False"])
     print(f"    {name} done in {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
 
 
