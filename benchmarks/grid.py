@@ -39,7 +39,7 @@ def main() -> None:
     else:
         data, what = load_profile("demo", root=ROOT).dataset_dir(48), "SYNTHETIC demo patches"
     dataset = read_dataset(data)
-    config = TrainingConfig(epochs=args.epochs, patience=args.epochs, bootstrap=50)
+    config = TrainingConfig(epochs=args.epochs, patience=args.epochs, bootstrap=50, ensemble=1)
     grid = [experiments.Experiment("recipe", "benchmark", dataset.meta["patch_size"], tuple(dataset.channels))]
     seeds = tuple(range(args.runs))
     print(f"{what}: {len(dataset)} patches; {args.runs} runs of {args.epochs} epochs; {os.cpu_count()} cores")

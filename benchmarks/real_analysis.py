@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("ASGM_REFERENCE_DATA", ROOT.parent / "shared" / "data")) / "amazon-s2-6band"
 MODELS = ROOT / "models" / "benchmarks" / "real_amazon6"
 OUTPUT = ROOT / "benchmarks" / "output" / "real_analysis"
-CONFIG = TrainingConfig(architecture="bn_cnn", standardize=True)
+CONFIG = TrainingConfig(architecture="bn_cnn", standardize=True, ensemble=1)  # single models, as in its results table
 
 
 def importance_of_seed(model_dir: Path, dataset, seed: int) -> pd.DataFrame:

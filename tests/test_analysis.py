@@ -23,7 +23,7 @@ from asgm.train import EXCLUDED, train_experiment
 from conftest import write_toy_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
-FAST = TrainingConfig(epochs=2, batch_size=16, patience=2, bootstrap=20, split=(0.6, 0.2, 0.2))
+FAST = TrainingConfig(epochs=2, batch_size=16, patience=2, bootstrap=20, split=(0.6, 0.2, 0.2), ensemble=1)
 TO_UTM = Transformer.from_crs(4326, 32620, always_xy=True)
 
 

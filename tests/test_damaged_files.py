@@ -78,7 +78,7 @@ def clean_model(tmp_path_factory, clean_dataset):
 
     root = tmp_path_factory.mktemp("model")
     data = write_toy_dataset(root / "toy", n=80)
-    config = TrainingConfig(architecture="thesis_cnn", epochs=1, batch_size=16, bootstrap=10, split=(0.6, 0.2, 0.2))
+    config = TrainingConfig(architecture="thesis_cnn", epochs=1, batch_size=16, bootstrap=10, split=(0.6, 0.2, 0.2), ensemble=1)
     return train_experiment(data, root / "models", "m", config, progress=False), data
 
 
@@ -111,7 +111,7 @@ def test_constant_imagery_is_refused_by_training_and_flagged_by_predict(clean_mo
     shutil.copytree(data, zero)
     np.save(zero / "patches.npy", np.zeros_like(np.load(zero / "patches.npy")))  # OSM too: every patch the same input
     with pytest.raises(InputFileError, match=r"(?s)patches\.npy.*holds the same value.*How to fix"):
-        train_experiment(zero, tmp_path / "models", "m", TrainingConfig(epochs=1), progress=False)
+        train_experiment(zero, tmp_path / "models", "m", TrainingConfig(epochs=1, ensemble=1), progress=False)
     assert not (tmp_path / "models" / "m").exists()
     with pytest.warns(AsgmWarning, match="same probability"):
         table = predict.predict_dataset(model_dir, zero, tmp_path / "p.csv", progress=False)

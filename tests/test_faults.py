@@ -56,7 +56,7 @@ train.main(["--input_directory", "toy", "--output_directory", "models", "--exper
 def training_setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("faults")
     write_toy_dataset(root / "toy", n=80)
-    (root / "fast.yaml").write_text("architecture: thesis_cnn\nepochs: 2\nbatch_size: 16\npatience: 2\nbootstrap: 10\nsplit: [0.6, 0.2, 0.2]\n")
+    (root / "fast.yaml").write_text("architecture: thesis_cnn\nepochs: 2\nbatch_size: 16\npatience: 2\nbootstrap: 10\nsplit: [0.6, 0.2, 0.2]\nensemble: 1\n")
     # the uninterrupted run, in this process (a subprocess would spend most of its time importing TensorFlow)
     assert train.main(["--input_directory", str(root / "toy"), "--output_directory", str(root / "clean"), "--experiment_name", "run",
                        "--config", str(root / "fast.yaml")]) == 0

@@ -117,7 +117,7 @@ def cli_model(tmp_path_factory):
     config = root / "recipe.yaml"
     config.write_text("architecture: thesis_cnn\nepochs: 2\nseed: 7\nclass_weights: true\nchannels: [B2, B4, highway]\n"
                       "batch_size: 16\npatience: 2\nbootstrap: 20\nsplit: [0.6, 0.2, 0.2]\ncalibration: platt\n"
-                      "augment: [dihedral, rotate, noise]\n")
+                      "augment: [dihedral, rotate, noise]\nensemble: 1\n")
     assert train.main(["--input_directory", str(data), "--output_directory", str(root / "models"), "--experiment_name", "m",
                        "--config", str(config)]) == 0
     return data, root / "models" / "m", config
@@ -128,6 +128,7 @@ def test_cli_honours_the_config_file(cli_model):
     training = json.loads((model_dir / "config.json").read_text())["training"]
     assert (training["architecture"], training["epochs"], training["seed"], training["class_weights"]) == ("thesis_cnn", 2, 7, True)
     assert training["channels"] == ["B2", "B4", "highway"] and training["augment"] == ["dihedral", "rotate", "noise"]
+    assert training["ensemble"] == 1 and TrainingConfig().ensemble == 3  # the file's value, not the default
     assert json.loads((model_dir / "config.json").read_text())["channels"] == ["B2", "B4", "highway"]
 
 
@@ -228,7 +229,7 @@ def test_fold_splits_keep_validation_and_test_away_from_training(tmp_path):
 @pytest.mark.slow
 def test_cross_validation_gives_every_patch_one_out_of_fold_prediction(tmp_path):
     data = write_toy_dataset(tmp_path / "toy", n=120)
-    config = TrainingConfig(architecture="thesis_cnn", epochs=1, batch_size=16, bootstrap=20, split=(0.6, 0.2, 0.2))
+    config = TrainingConfig(architecture="thesis_cnn", epochs=1, batch_size=16, bootstrap=20, split=(0.6, 0.2, 0.2), ensemble=1)
     cv = cross_validate(data, tmp_path / "cv", config, "kfold", 3, progress=False)
     assert len(cv.predictions) == 120 and cv.predictions["patch_id"].is_unique
     table = cv.metrics(n_boot=20)

@@ -16,7 +16,7 @@ from asgm.patches import read_dataset
 from asgm.sampling import min_distance_between, spatial_blocks, spatial_split
 from conftest import write_toy_dataset
 
-FAST = TrainingConfig(epochs=3, batch_size=16, patience=2, bootstrap=50, split=(0.6, 0.2, 0.2))
+FAST = TrainingConfig(epochs=3, batch_size=16, patience=2, bootstrap=50, split=(0.6, 0.2, 0.2), ensemble=1)
 
 
 def clustered_points(n_clusters=40, per_cluster=8, seed=0):
@@ -132,7 +132,7 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("train")
     data = write_toy_dataset(root / "toy", n=120)
     config = root / "fast.yaml"
-    config.write_text("epochs: 4\nbatch_size: 16\npatience: 3\nbootstrap: 50\nsplit: [0.6, 0.2, 0.2]\n")
+    config.write_text("epochs: 4\nbatch_size: 16\npatience: 3\nbootstrap: 50\nsplit: [0.6, 0.2, 0.2]\nensemble: 1\n")
     code = train.main(["--input_directory", str(data), "--output_directory", str(root / "models"),
                        "--experiment_name", "toy", "--config", str(config), "--class_weights", "--seed", "1"])
     assert code == 0
@@ -220,6 +220,6 @@ def test_training_refuses_a_split_without_both_classes(tmp_path):
 def test_training_on_a_toy_signal_learns_it(tmp_path):
     """A strong, simple signal (mines brighter in red) must be found: ROC-AUC well above chance."""
     data = write_toy_dataset(tmp_path / "toy", n=160, signal=0.1)
-    config = TrainingConfig(epochs=6, batch_size=16, patience=6, bootstrap=50, standardize=True, architecture="bn_cnn")
+    config = TrainingConfig(epochs=6, batch_size=16, patience=6, bootstrap=50, standardize=True, architecture="bn_cnn", ensemble=1)
     metrics = train.read_metrics(train.train_experiment(data, tmp_path / "m", "learn", config, progress=False))
     assert metrics["test"]["roc_auc"]["value"] > 0.9, metrics["test"]["roc_auc"]
