@@ -289,8 +289,16 @@ def test_channel_groups_and_explaining_an_ensemble():
     cnn = bn_cnn((16, 16, 3), widths=(4, 4, 4))
     assert isinstance(cnn.get_layer(explain.last_conv_layer(cnn)), keras.layers.Activation)
     assert explain.grad_cam(cnn, np.random.default_rng(0).random((2, 16, 16, 3)).astype(np.float32)).shape == (2, 16, 16)
+    members = [bn_cnn((16, 16, 3), widths=(4, 4, 4)), bn_cnn((16, 16, 3), widths=(4, 4, 4))]
     with pytest.raises(AsgmError, match="member_0"):
-        explain.last_conv_layer(ensemble([bn_cnn((16, 16, 3), widths=(4, 4, 4)), bn_cnn((16, 16, 3), widths=(4, 4, 4))]))
+        explain.last_conv_layer(ensemble(members))
+    # an ensemble (the default recipe trains three) is explained by its members' mean map
+    x = np.random.default_rng(1).random((3, 16, 16, 3)).astype(np.float32)
+    maps = [explain.grad_cam(m, x) for m in members]
+    mean = np.mean(maps, axis=0)
+    peak = mean.reshape(3, -1).max(axis=1)[:, None, None]
+    expected = np.divide(mean, peak, out=np.zeros_like(mean), where=peak > 0)
+    assert np.allclose(explain.grad_cam(ensemble(members), x), expected, atol=1e-6)
 
 
 def test_pick_examples_orders_by_confidence():

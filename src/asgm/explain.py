@@ -59,17 +59,21 @@ def grad_cam(model: keras.Model, x: np.ndarray, layer: str | None = None) -> np.
     Parameters
     ----------
     model
-        A single CNN (not an ensemble).
+        A CNN, or an ensemble (:func:`asgm.models.ensemble`: the mean of its members' maps, each
+        scaled to 0–1, then scaled again).
     x
         Model inputs (N, H, W, C).
     layer
-        Layer to explain; default :func:`last_conv_layer`.
+        Layer to explain; default :func:`last_conv_layer` (of each member, for an ensemble).
 
     Returns
     -------
     numpy.ndarray
         (N, H, W) in 0–1; all zeros where no location raises the score.
     """
+    members = [m for m in model.layers if isinstance(m, keras.Model)]
+    if members and layer is None:
+        return _unit_peak(np.mean([grad_cam(member, x) for member in members], axis=0))
     layer = layer or last_conv_layer(model)
     grad_model = keras.Model(model.inputs, [model.get_layer(layer).output, model.outputs[0]])
     inputs = tf.convert_to_tensor(np.asarray(x, np.float32))
@@ -81,7 +85,11 @@ def grad_cam(model: keras.Model, x: np.ndarray, layer: str | None = None) -> np.
     gradients = tape.gradient(logit, maps)
     weights = tf.reduce_mean(gradients, axis=(1, 2), keepdims=True)
     cam = tf.nn.relu(tf.reduce_sum(weights * maps, axis=-1, keepdims=True))
-    cam = tf.image.resize(cam, x.shape[1:3], method="bilinear")[..., 0].numpy()
+    return _unit_peak(tf.image.resize(cam, x.shape[1:3], method="bilinear")[..., 0].numpy())
+
+
+def _unit_peak(cam: np.ndarray) -> np.ndarray:
+    """Maps (N, H, W) scaled so each patch's peak is 1 (all zeros stay zeros)."""
     peak = cam.reshape(len(cam), -1).max(axis=1)
     return np.where(peak[:, None, None] > 0, cam / np.maximum(peak, 1e-12)[:, None, None], 0.0).astype(np.float32)
 
