@@ -121,13 +121,6 @@ class SamplingConfig:
     #: Minimum distance of a random negative to every positive and to each other; default: the
     #: diagonal of the first patch size, so a random negative's patch never overlaps a mine's.
     min_distance_m: float | None = None
-    #: Validation and test made of whole geographic areas: the patches grouped into this many areas
-    #: (k-means on their positions) and each area goes whole to one split, so early stopping,
-    #: calibration and thresholds are chosen, and the test measured, on places training does not
-    #: reach; null: single spatial blocks (patches within ``min_distance_m`` of each other). Not the
-    #: default: on the real benchmark, early stopping on one or two areas' noisy PR-AUC kept
-    #: undertrained weights (leave-one-region-out ROC-AUC -0.27; benchmarks/README.md).
-    split_areas: int | None = None
     seed: int = 0
 
 

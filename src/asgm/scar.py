@@ -85,9 +85,7 @@ def read_reflectance(raster: str | Path, scale: float, raster_bands: tuple[str, 
         for b in bands:
             values = src.read(names.index(b) + 1, window=window).astype(np.float32)
             out[b] = np.where(values == nodata, np.nan, values / scale)
-        if window is None:
-            return out, Grid(src.transform, src.crs, (src.height, src.width))
-        return out, Grid(src.window_transform(window), src.crs, values.shape)
+        return out, Grid(src.transform if window is None else src.window_transform(window), src.crs, values.shape)
 
 
 def candidates(reflectance: dict[str, np.ndarray], ndvi_max: float = 0.25, cloud_blue: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
@@ -244,8 +242,8 @@ def rivers(water: np.ndarray, max_elongation: float = MAX_ELONGATION) -> np.ndar
     """The water of water bodies that are long and narrow over the whole of ``water``: rivers and
     streams. Turbid river water looks like a mine pond pixel by pixel (on the demo it was 43 % of the
     false scar), and inside one detected window a stretch of river is not long and narrow, so this is
-    judged on the raster read (the monitoring reads kilometres of context around detections). The price: in-channel dredging and a pond joined to a river are not
-    mine ground."""
+    judged on the raster read (the monitoring reads kilometres of context around detections). The
+    price: in-channel dredging and a pond joined to a river are not mine ground."""
     return water & ~kept_patches(water, np.ones_like(water), 0.0, 1, max_elongation)
 
 
