@@ -422,3 +422,48 @@ def test_scar_classifier_learns_mine_ground_from_patch_labels_only(tmp_path):
     scar = scar_mask(reflectance, np.ones((60, 60), dtype=bool), loaded)
     assert mask_polygons(scar, GRID)["area_ha"].sum() == pytest.approx(4.0, rel=0.05)
     assert scar[5:25, 5:25].mean() > 0.95 and not scar[35:55, 35:55].any()
+
+
+ZONES_OSM = """<?xml version="1.0" encoding="UTF-8"?>
+<osm version="0.6">
+  <node id="1" lat="7.30" lon="-61.90"/><node id="2" lat="7.30" lon="-61.80"/><node id="3" lat="7.40" lon="-61.80"/><node id="4" lat="7.40" lon="-61.90"/>
+  <node id="5" lat="7.20" lon="-61.70"/><node id="6" lat="7.20" lon="-61.60"/><node id="7" lat="7.25" lon="-61.60"/><node id="8" lat="7.25" lon="-61.70"/>
+  <node id="9" lat="7.10" lon="-61.90"/><node id="10" lat="7.10" lon="-61.89"/><node id="11" lat="7.11" lon="-61.89"/>
+  <node id="12" lat="7.32" lon="-61.88"/><node id="13" lat="7.33" lon="-61.87"/>
+  <way id="20"><nd ref="1"/><nd ref="2"/><nd ref="3"/><nd ref="4"/><nd ref="1"/><tag k="boundary" v="national_park"/><tag k="name" v="Parque Nacional Prueba"/></way>
+  <way id="21"><nd ref="5"/><nd ref="6"/><nd ref="7"/></way>
+  <way id="22"><nd ref="7"/><nd ref="8"/><nd ref="5"/></way>
+  <relation id="30"><member type="way" ref="21" role="outer"/><member type="way" ref="22" role="outer"/>
+    <tag k="type" v="boundary"/><tag k="boundary" v="aboriginal_lands"/><tag k="name" v="Territorio Prueba"/></relation>
+  <way id="23"><nd ref="9"/><nd ref="10"/><nd ref="11"/><nd ref="9"/><tag k="boundary" v="protected_area"/></way>
+  <way id="24"><nd ref="12"/><nd ref="13"/><tag k="highway" v="track"/></way>
+</osm>
+"""
+
+
+def test_osm_zones_are_the_named_protected_areas_and_indigenous_lands_and_are_kept(project):
+    from asgm.monitor import monitoring_zones
+
+    (project / "map.osm").write_text(ZONES_OSM)
+    boundary = project / "boundary.geojson"
+    gpd.GeoDataFrame(geometry=[box(-62, 7, -61.5, 7.5)], crs=4326).to_file(boundary)
+    own = project / "own_zones.geojson"
+    gpd.GeoDataFrame({"name": ["municipio"]}, geometry=[box(-61.95, 7.0, -61.55, 7.45)], crs=4326).to_file(own)
+    path = project / "configs" / "demo.yaml"
+    yaml = path.read_text().replace("  path: data/demo/demo/osm.osm", f"  path: {project / 'map.osm'}")
+    yaml = yaml.replace("  boundary: data/demo/demo/boundary.geojson", f"  boundary: {boundary}")
+    yaml = yaml.replace("  zones: null ", f"  osm_zones: true\n  zones: {own} ")
+    path.write_text(yaml)
+    cfg = load_profile("demo", root=project)
+    assert cfg.monitoring.osm_zones
+
+    zones = monitoring_zones(cfg)
+    assert list(zones["name"]) == ["municipio", "Territorio Prueba", "Parque Nacional Prueba"]  # the unnamed area and the track are not zones
+    assert list(zones["kind"].iloc[1:]) == ["indigenous territory", "protected area"]
+    hectares = zones.to_crs("EPSG:6933").area / 1e4
+    expected = [abs(Geod(ellps="WGS84").geometry_area_perimeter(g)[0]) / 1e4 for g in zones.geometry]
+    assert np.allclose(hectares, expected, rtol=1e-3) and 5_000 < hectares[1] < 7_000  # 0.1° x 0.05° at 7° N: about 6,100 ha
+
+    (project / "map.osm").unlink()  # the second run reads what the first kept, not the OSM source
+    again = monitoring_zones(cfg)
+    assert list(again["name"]) == list(zones["name"]) and (cfg.contextual_dir / "osm_zones.geojson").is_file()

@@ -288,6 +288,10 @@ class MonitoringConfig:
     #: GeoJSON of named polygons (a ``name`` property): protected areas, indigenous territories,
     #: municipalities; null: no zones (the demo uses its SYNTHETIC zones).
     zones: Path | None = None
+    #: Also report the named protected areas and indigenous lands that OpenStreetMap has inside the
+    #: scan boundary (``boundary=protected_area|national_park|aboriginal_lands``,
+    #: ``leisure=nature_reserve``), read from the profile's OSM source and kept in ``osm_zones.geojson``.
+    osm_zones: bool = False
     #: Detection threshold and Earth Genome's isolated-detection threshold; null: as ``scan``.
     threshold: float | None = None
     isolated_threshold: float | None = None

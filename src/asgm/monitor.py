@@ -444,12 +444,9 @@ def run_monitoring(cfg, progress: bool = True) -> MonitoringResult:
         "receded_ha": [round(changes[n].loc[changes[n]["change"] == "receded", "area_ha"].sum(), 2) for n in names],
     }, index=pd.Index(names, name="period"))
     _write_csv(summary, out / "summary.csv")
-    zones_path = mo.zones or (history.zones if history is not None else None)
-    zones = zone_table = None
-    if zones_path is not None:
-        if not Path(zones_path).is_file():
-            raise InputFileError(zones_path, "zones file not found", "give a GeoJSON of named polygons in monitoring.zones, or null for none")
-        zones = gpd.read_file(zones_path)
+    zones = monitoring_zones(cfg, history)
+    zone_table = None
+    if zones is not None:
         zone_table = zone_statistics(scars, zones)
         _write_csv(zone_table, out / "zones.csv", index=False)
     timer["products"] = time.perf_counter()
@@ -472,6 +469,31 @@ def run_monitoring(cfg, progress: bool = True) -> MonitoringResult:
     seconds = {b: round(timer[b] - timer[a], 1) for a, b in zip(steps, steps[1:])}
     return MonitoringResult(out, names, rasters, model_dir, float(threshold), found, scars, changes, cumulative, summary,
                             zones, zone_table, newest, evaluation, seconds)
+
+
+def monitoring_zones(cfg, history=None) -> gpd.GeoDataFrame | None:
+    """The zones to report hectares for: ``monitoring.zones`` (or the SYNTHETIC history's), plus
+    OpenStreetMap's named protected areas and indigenous lands inside the scan boundary when
+    ``monitoring.osm_zones`` is on (read once from the OSM source, then from ``osm_zones.geojson``);
+    None when there are none."""
+    from asgm.osm import ZONE_TAGS, load_osm_features, zones_from_osm
+    from asgm.regions import WGS84, read_boundary
+
+    mo, parts = cfg.monitoring, []
+    path = mo.zones or (history.zones if history is not None else None)
+    if path is not None:
+        if not Path(path).is_file():
+            raise InputFileError(path, "zones file not found", "give a GeoJSON of named polygons in monitoring.zones, or null for none")
+        parts.append(gpd.read_file(path))
+    if mo.osm_zones:
+        cached = cfg.contextual_dir / "osm_zones.geojson"
+        if not cached.is_file():
+            found = zones_from_osm(load_osm_features(cfg, read_boundary(cfg.scan.boundary or cfg.region.boundary), ZONE_TAGS))
+            with atomic_path(cached) as tmp:
+                found.to_file(tmp, driver="GeoJSON")
+        parts.append(gpd.read_file(cached))
+    parts = [p.to_crs(WGS84) for p in parts if len(p)]
+    return gpd.GeoDataFrame(pd.concat(parts, ignore_index=True), crs=WGS84) if parts else None
 
 
 def _write_mask(path: Path, parts: list[tuple[Window, np.ndarray]], grid: Grid) -> None:

@@ -30,8 +30,14 @@ from asgm.errors import AsgmError, InputFileError
 from asgm.regions import WGS84, PatchGrid
 
 
-def features_from_file(path: str | Path, boundary: Polygon | MultiPolygon, channels: tuple[str, ...] = OSM_CHANNELS) -> gpd.GeoDataFrame:
-    """Read OSM features with any of the ``channels`` keys from a local ``.osm`` XML file, clipped to ``boundary``.
+#: OSM tags of the zones monitoring can report hectares for: protected areas and indigenous lands.
+ZONE_TAGS = {"boundary": ["protected_area", "national_park", "aboriginal_lands"], "leisure": ["nature_reserve"]}
+
+
+def features_from_file(path: str | Path, boundary: Polygon | MultiPolygon, channels: tuple[str, ...] = OSM_CHANNELS,
+                       tags: dict | None = None) -> gpd.GeoDataFrame:
+    """Read OSM features with any of the ``channels`` keys (or osmnx-style ``tags``) from a local
+    ``.osm`` XML file, clipped to ``boundary``.
 
     Raises
     ------
@@ -42,7 +48,7 @@ def features_from_file(path: str | Path, boundary: Polygon | MultiPolygon, chann
     if not path.is_file():
         raise InputFileError(path, "OSM file not found", "check osm.path in the profile, or set osm.source: overpass")
     try:
-        gdf = ox.features_from_xml(path, polygon=boundary, tags={key: True for key in channels})
+        gdf = ox.features_from_xml(path, polygon=boundary, tags=tags or {key: True for key in channels})
     except ox._errors.InsufficientResponseError:
         gdf = gpd.GeoDataFrame(geometry=[], crs=WGS84)
     except Exception as exc:  # osmnx raises ParseError, KeyError, ValueError on malformed XML
@@ -51,7 +57,7 @@ def features_from_file(path: str | Path, boundary: Polygon | MultiPolygon, chann
 
 
 def features_from_pbf(path: str | Path, boundary: Polygon | MultiPolygon, channels: tuple[str, ...] = OSM_CHANNELS,
-                      working_dir: str | Path = "data/cache/quackosm") -> gpd.GeoDataFrame:
+                      working_dir: str | Path = "data/cache/quackosm", tags: dict | None = None) -> gpd.GeoDataFrame:
     """Read OSM features with any of the ``channels`` keys from a local ``.osm.pbf`` extract (e.g.
     Geofabrik's Venezuela), clipped to ``boundary``, with QuackOSM (DuckDB; fast on country extracts).
 
@@ -70,7 +76,7 @@ def features_from_pbf(path: str | Path, boundary: Polygon | MultiPolygon, channe
         raise InputFileError(path, "OSM extract not found", "download one, e.g. https://download.geofabrik.de/south-america/venezuela-latest.osm.pbf, and set osm.path")
     _install_duckdb_spatial()
     try:
-        gdf = quackosm.convert_pbf_to_geodataframe(path, tags_filter={key: True for key in channels}, geometry_filter=boundary,
+        gdf = quackosm.convert_pbf_to_geodataframe(path, tags_filter=tags or {key: True for key in channels}, geometry_filter=boundary,
                                                    working_directory=working_dir, verbosity_mode="silent")
     except Exception as exc:  # noqa: BLE001 - DuckDB/QuackOSM raise their own errors on a bad file
         raise InputFileError(path, f"not a readable .osm.pbf extract ({type(exc).__name__}: {exc})", "download the extract again") from None
@@ -95,7 +101,7 @@ def _install_duckdb_spatial() -> None:
 
 
 def features_from_overpass(boundary: Polygon | MultiPolygon, channels: tuple[str, ...] = OSM_CHANNELS,
-                           cache_dir: str | Path | None = None) -> tuple[gpd.GeoDataFrame, str]:
+                           cache_dir: str | Path | None = None, tags: dict | None = None) -> tuple[gpd.GeoDataFrame, str]:
     """Download OSM features with any of the ``channels`` keys inside ``boundary`` from the Overpass
     API (osmnx), keeping osmnx's response cache in ``cache_dir``.
 
@@ -110,7 +116,7 @@ def features_from_overpass(boundary: Polygon | MultiPolygon, channels: tuple[str
     for key, value in settings.items():
         setattr(ox.settings, key, value)
     try:
-        gdf = ox.features_from_polygon(boundary, tags={key: True for key in channels})
+        gdf = ox.features_from_polygon(boundary, tags=tags or {key: True for key in channels})
     except ox._errors.InsufficientResponseError:
         gdf = gpd.GeoDataFrame(geometry=[], crs=WGS84)
     except requests.exceptions.RequestException as exc:
@@ -136,22 +142,41 @@ def tidy_features(gdf: gpd.GeoDataFrame, channels: tuple[str, ...]) -> gpd.GeoDa
     return out.to_crs(WGS84)
 
 
-def load_osm_features(profile: Profile, boundary: Polygon | MultiPolygon) -> gpd.GeoDataFrame:
+def load_osm_features(profile: Profile, boundary: Polygon | MultiPolygon, tags: dict | None = None) -> gpd.GeoDataFrame:
     """OSM features for the profile's boundary from the source it names (``file``, ``pbf`` or
-    ``overpass``). ``gdf.attrs["osm"]`` says where they came from and the date of the data
+    ``overpass``): those with the profile's channel keys, or with osmnx-style ``tags`` (their keys
+    become the columns). ``gdf.attrs["osm"]`` says where they came from and the date of the data
     (``snapshot_date``), which :func:`save_features` stores in the GeoPackage."""
     osm = profile.osm
+    channels = tuple(tags) if tags else osm.channels
     if osm.source == "file":
-        gdf = features_from_file(osm.path, boundary, osm.channels)
+        gdf = features_from_file(osm.path, boundary, channels, tags)
         meta = {"source": "file", "path": osm.path.name, "snapshot_date": osm_snapshot_date(osm.path)}
     elif osm.source == "pbf":
-        gdf = features_from_pbf(osm.path, boundary, osm.channels, profile.cache_dir / "quackosm")
+        gdf = features_from_pbf(osm.path, boundary, channels, profile.cache_dir / "quackosm", tags)
         meta = {"source": "pbf", "path": osm.path.name, "snapshot_date": pbf_snapshot_date(osm.path)}
     else:
-        gdf, queried_at = features_from_overpass(boundary, osm.channels, profile.cache_dir / "osmnx" / profile.name)
+        gdf, queried_at = features_from_overpass(boundary, channels, profile.cache_dir / "osmnx" / profile.name, tags)
         meta = {"source": "overpass", "overpass_url": ox.settings.overpass_url, "queried_at": queried_at, "snapshot_date": queried_at[:10]}
     gdf.attrs["osm"] = {**meta, "osmnx": ox.__version__}
     return gdf
+
+
+def zones_from_osm(features: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """Named protected areas and indigenous lands among features loaded with :data:`ZONE_TAGS`:
+    columns ``name``, ``kind`` (``indigenous territory`` or ``protected area``), ``osm_id`` and the
+    polygon (unnamed ones are dropped: a zone is reported by its name)."""
+    polygons = features[features.geom_type.isin(["Polygon", "MultiPolygon"])]
+    if "name" in polygons:
+        polygons = polygons[polygons["name"].notna() & (polygons["name"].astype(str).str.strip() != "")]
+    else:
+        polygons = polygons.iloc[:0].assign(name=pd.Series(dtype=object))
+    aboriginal = polygons["boundary"].eq("aboriginal_lands") if "boundary" in polygons else pd.Series(False, index=polygons.index)
+    ids = (polygons["element"].astype(str) + "/" + polygons["id"].astype(str)) if {"element", "id"} <= set(polygons.columns) else ""
+    return gpd.GeoDataFrame({"name": polygons["name"].astype(str).to_numpy(),
+                             "kind": np.where(aboriginal, "indigenous territory", "protected area"),
+                             "osm_id": ids if isinstance(ids, str) else ids.to_numpy()},
+                            geometry=polygons.geometry.to_numpy(), crs=features.crs or WGS84)
 
 
 def osm_snapshot_date(path: str | Path) -> str | None:
