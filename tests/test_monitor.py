@@ -20,7 +20,7 @@ from asgm.imagery.demo_history import generate_demo_history
 from asgm.monitor import (CHANGE_CLASSES, alerts, change_classes, change_polygons, detection_windows, mask_polygons, window_products,
                           zone_statistics)
 from asgm.scar import SCAR_BANDS, Grid, scar_mask
-from tests.conftest import LEFT, TOP, UTM20, write_raster
+from tests.conftest import LEFT, TOP, UTM20, ZONES_OSM, write_raster
 
 ROOT = Path(__file__).resolve().parents[1]
 GRID = Grid(from_origin(630_000, 810_000, 10, 10), rasterio.crs.CRS.from_string(UTM20), (60, 60))
@@ -422,23 +422,6 @@ def test_scar_classifier_learns_mine_ground_from_patch_labels_only(tmp_path):
     scar = scar_mask(reflectance, np.ones((60, 60), dtype=bool), loaded)
     assert mask_polygons(scar, GRID)["area_ha"].sum() == pytest.approx(4.0, rel=0.05)
     assert scar[5:25, 5:25].mean() > 0.95 and not scar[35:55, 35:55].any()
-
-
-ZONES_OSM = """<?xml version="1.0" encoding="UTF-8"?>
-<osm version="0.6">
-  <node id="1" lat="7.30" lon="-61.90"/><node id="2" lat="7.30" lon="-61.80"/><node id="3" lat="7.40" lon="-61.80"/><node id="4" lat="7.40" lon="-61.90"/>
-  <node id="5" lat="7.20" lon="-61.70"/><node id="6" lat="7.20" lon="-61.60"/><node id="7" lat="7.25" lon="-61.60"/><node id="8" lat="7.25" lon="-61.70"/>
-  <node id="9" lat="7.10" lon="-61.90"/><node id="10" lat="7.10" lon="-61.89"/><node id="11" lat="7.11" lon="-61.89"/>
-  <node id="12" lat="7.32" lon="-61.88"/><node id="13" lat="7.33" lon="-61.87"/>
-  <way id="20"><nd ref="1"/><nd ref="2"/><nd ref="3"/><nd ref="4"/><nd ref="1"/><tag k="boundary" v="national_park"/><tag k="name" v="Parque Nacional Prueba"/></way>
-  <way id="21"><nd ref="5"/><nd ref="6"/><nd ref="7"/></way>
-  <way id="22"><nd ref="7"/><nd ref="8"/><nd ref="5"/></way>
-  <relation id="30"><member type="way" ref="21" role="outer"/><member type="way" ref="22" role="outer"/>
-    <tag k="type" v="boundary"/><tag k="boundary" v="aboriginal_lands"/><tag k="name" v="Territorio Prueba"/></relation>
-  <way id="23"><nd ref="9"/><nd ref="10"/><nd ref="11"/><nd ref="9"/><tag k="boundary" v="protected_area"/></way>
-  <way id="24"><nd ref="12"/><nd ref="13"/><tag k="highway" v="track"/></way>
-</osm>
-"""
 
 
 def test_osm_zones_are_the_named_protected_areas_and_indigenous_lands_and_are_kept(project):

@@ -9,7 +9,7 @@ from asgm.errors import AsgmError, InputFileError
 from asgm.imagery.local import LocalRasterSource
 from asgm.osm import OsmRasterizer, features_from_file, summarize_features
 from asgm.regions import PatchGrid
-from conftest import LEFT, TOP, write_raster
+from conftest import LEFT, TOP, ZONES_OSM, write_raster
 
 UTM20 = CRS.from_epsg(32620)
 
@@ -129,6 +129,21 @@ def test_pbf_extract_gives_the_same_features_as_the_xml(tmp_path):
     assert pbf_snapshot_date(pbf) == "2024-03-01"
     with pytest.raises(InputFileError, match="(?s)OSM extract not found.*geofabrik"):
         features_from_pbf(tmp_path / "missing.osm.pbf", boundary)
+
+
+def test_zones_are_the_same_from_an_osm_file_and_a_pbf_extract(tmp_path):
+    from asgm.osm import ZONE_TAGS, features_from_pbf, zones_from_osm
+
+    xml = tmp_path / "zones.osm"
+    xml.write_text(ZONES_OSM)
+    pbf = write_pbf(tmp_path / "zones.osm.pbf", xml)
+    boundary = box(-62, 7, -61.5, 7.5)
+    from_xml = zones_from_osm(features_from_file(xml, boundary, tuple(ZONE_TAGS), ZONE_TAGS)).sort_values("osm_id")
+    from_pbf = zones_from_osm(features_from_pbf(pbf, boundary, tuple(ZONE_TAGS), tmp_path / "quackosm", ZONE_TAGS)).sort_values("osm_id")
+    assert list(from_pbf["osm_id"]) == list(from_xml["osm_id"]) == ["relation/30", "way/20"]
+    assert list(from_pbf["name"]) == list(from_xml["name"]) == ["Territorio Prueba", "Parque Nacional Prueba"]
+    assert list(from_pbf["kind"]) == ["indigenous territory", "protected area"]
+    assert all(a.equals_exact(b, 1e-7) for a, b in zip(from_pbf.geometry.normalize(), from_xml.geometry.normalize()))
 
 
 OVERPASS_JSON = {

@@ -76,7 +76,9 @@ def features_from_pbf(path: str | Path, boundary: Polygon | MultiPolygon, channe
         raise InputFileError(path, "OSM extract not found", "download one, e.g. https://download.geofabrik.de/south-america/venezuela-latest.osm.pbf, and set osm.path")
     _install_duckdb_spatial()
     try:
+        # with ``tags`` (zones) every tag is kept, so that the features keep their names
         gdf = quackosm.convert_pbf_to_geodataframe(path, tags_filter=tags or {key: True for key in channels}, geometry_filter=boundary,
+                                                   keep_all_tags=tags is not None, explode_tags=True,
                                                    working_directory=working_dir, verbosity_mode="silent")
     except Exception as exc:  # noqa: BLE001 - DuckDB/QuackOSM raise their own errors on a bad file
         raise InputFileError(path, f"not a readable .osm.pbf extract ({type(exc).__name__}: {exc})", "download the extract again") from None
