@@ -486,12 +486,14 @@ def monitoring_zones(cfg, history=None) -> gpd.GeoDataFrame | None:
             raise InputFileError(path, "zones file not found", "give a GeoJSON of named polygons in monitoring.zones, or null for none")
         parts.append(gpd.read_file(path))
     if mo.osm_zones:
-        cached = cfg.contextual_dir / "osm_zones.geojson"
-        if not cached.is_file():
+        kept = cfg.contextual_dir / "osm_zones.geojson"
+        if kept.is_file():
+            parts.append(gpd.read_file(kept))
+        else:
             found = zones_from_osm(load_osm_features(cfg, read_boundary(cfg.scan.boundary or cfg.region.boundary), ZONE_TAGS))
-            with atomic_path(cached) as tmp:
+            with atomic_path(kept) as tmp:
                 found.to_file(tmp, driver="GeoJSON")
-        parts.append(gpd.read_file(cached))
+            parts.append(found)
     parts = [p.to_crs(WGS84) for p in parts if len(p)]
     return gpd.GeoDataFrame(pd.concat(parts, ignore_index=True), crs=WGS84) if parts else None
 

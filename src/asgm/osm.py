@@ -168,17 +168,13 @@ def zones_from_osm(features: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
     """Named protected areas and indigenous lands among features loaded with :data:`ZONE_TAGS`:
     columns ``name``, ``kind`` (``indigenous territory`` or ``protected area``), ``osm_id`` and the
     polygon (unnamed ones are dropped: a zone is reported by its name)."""
-    polygons = features[features.geom_type.isin(["Polygon", "MultiPolygon"])]
-    if "name" in polygons:
-        polygons = polygons[polygons["name"].notna() & (polygons["name"].astype(str).str.strip() != "")]
-    else:
-        polygons = polygons.iloc[:0].assign(name=pd.Series(dtype=object))
-    aboriginal = polygons["boundary"].eq("aboriginal_lands") if "boundary" in polygons else pd.Series(False, index=polygons.index)
-    ids = (polygons["element"].astype(str) + "/" + polygons["id"].astype(str)) if {"element", "id"} <= set(polygons.columns) else ""
-    return gpd.GeoDataFrame({"name": polygons["name"].astype(str).to_numpy(),
-                             "kind": np.where(aboriginal, "indigenous territory", "protected area"),
-                             "osm_id": ids if isinstance(ids, str) else ids.to_numpy()},
-                            geometry=polygons.geometry.to_numpy(), crs=features.crs or WGS84)
+    # an empty answer has none of these columns
+    polygons = features[features.geom_type.isin(["Polygon", "MultiPolygon"])].reindex(columns=["element", "id", "name", "boundary", "geometry"])
+    named = polygons[polygons["name"].notna() & (polygons["name"].astype(str).str.strip() != "")]
+    return gpd.GeoDataFrame({"name": named["name"].astype(str).to_numpy(),
+                             "kind": np.where(named["boundary"].eq("aboriginal_lands"), "indigenous territory", "protected area"),
+                             "osm_id": (named["element"].astype(str) + "/" + named["id"].astype(str)).to_numpy()},
+                            geometry=named.geometry.to_numpy(), crs=features.crs or WGS84)
 
 
 def osm_snapshot_date(path: str | Path) -> str | None:
