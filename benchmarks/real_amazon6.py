@@ -63,6 +63,8 @@ VARIANTS = {
     "area_validation": {**SINGLE, "split_areas": 10},
     # the ensemble's members each on a 70 % bootstrap sample (Earth Genome's bagging)
     "bagged3": {"bagging": 0.7},
+    # mixup: batches blended with a shuffled copy of themselves, λ ~ Beta(0.2, 0.2)
+    "mixup": {**SINGLE, "mixup": 0.2},
     "scan_cnn": {**SINGLE, "architecture": "scan_cnn"},
     "thesis_cnn": {**SINGLE, "architecture": "thesis_cnn", "standardize": False, "learning_rate": 3e-4, "patience": 10,
                    "lr_patience": None, "calibration": "none", "augment": ("dihedral",)},
