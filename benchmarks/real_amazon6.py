@@ -65,6 +65,8 @@ VARIANTS = {
     "bagged3": {"bagging": 0.7},
     # mixup: batches blended with a shuffled copy of themselves, λ ~ Beta(0.2, 0.2)
     "mixup": {**SINGLE, "mixup": 0.2},
+    # mine patches without 0.5 ha of open ground (water or bare) left out of training and validation
+    "open_mines": {**SINGLE, "mine_min_open_ha": 0.5},
     "scan_cnn": {**SINGLE, "architecture": "scan_cnn"},
     "thesis_cnn": {**SINGLE, "architecture": "thesis_cnn", "standardize": False, "learning_rate": 3e-4, "patience": 10,
                    "lr_patience": None, "calibration": "none", "augment": ("dihedral",)},

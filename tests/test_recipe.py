@@ -2,6 +2,7 @@
 file, spatial cross-validation splitters, and the module graph."""
 
 import ast
+import dataclasses
 import json
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from asgm.errors import AsgmError, ConfigError
 from asgm.models import ensemble, fully_convolutional, predict_probabilities, scan_cnn
 from asgm.patches import read_dataset
 from asgm.predict import predict_dataset
+from asgm.scar import open_ground_ha
 from asgm.sampling import min_distance_between, spatial_folds, spatial_regions
 from conftest import write_toy_dataset
 from test_train import clustered_points
@@ -183,7 +185,8 @@ def test_config_rejects_bad_recipe_values(tmp_path):
     from asgm.config import load_training
 
     for text, key in (("augment: [dihedral, mixup]\n", "training.augment"), ("bagging: 1.5\n", "training.bagging"),
-                      ("calibration: beta\n", "training.calibration"), ("lr_factor: 2\n", "training.lr_factor")):
+                      ("calibration: beta\n", "training.calibration"), ("lr_factor: 2\n", "training.lr_factor"),
+                      ("mixup: 0\n", "training.mixup"), ("mine_min_open_ha: -1\n", "training.mine_min_open_ha")):
         path = tmp_path / "t.yaml"
         path.write_text(text)
         with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
@@ -299,3 +302,25 @@ def test_no_import_circle_in_the_library():
             visit(m, [])
     # metrics and thresholds depend on nothing that trains, not even lazily
     assert not {"asgm.train", "asgm.experiments", "asgm.crossval"} & module_imports(modules["asgm.evaluate"], top_level_only=False)
+
+
+# --- mine patches without open ground ----------------------------------------------------------
+
+def test_mines_without_open_ground_are_left_out_of_training_and_validation_only(tmp_path):
+    data = write_toy_dataset(tmp_path / "toy", n=80, channels=("B2", "B3", "B4", "B8"))
+    patches = np.load(data / "patches.npy")
+    labels = pd.read_csv(data / "index.csv")["label"].to_numpy()
+    patches[..., 3] = 3000  # B8 high everywhere: vegetation, no open ground
+    shown = np.flatnonzero(labels == 1)[::2]
+    patches[shown, :8, :8, 2], patches[shown, :8, :8, 3] = 1500, 500  # 64 px of bare ground: 0.64 ha at 10 m
+    np.save(data / "patches.npy", patches)
+    dataset = read_dataset(data)
+    hectares = open_ground_ha(dataset)
+    assert np.allclose(hectares[shown], 0.64) and np.allclose(np.delete(hectares, shown), 0)
+    config = TrainingConfig(mine_min_open_ha=0.5, split=(0.6, 0.2, 0.2))
+    split = train.split_dataset(dataset, config)["split"].to_numpy()
+    plain = train.split_dataset(dataset, dataclasses.replace(config, mine_min_open_ha=None))["split"].to_numpy()
+    hidden = (labels == 1) & (hectares < 0.5)
+    assert np.array_equal(split == train.EXCLUDED, hidden & (plain != "test"))  # exactly the hidden mines outside the test
+    assert np.array_equal(split[split != train.EXCLUDED], plain[split != train.EXCLUDED])  # nothing else moves
+    assert (split == "test").sum() == (plain == "test").sum()  # the test keeps every patch

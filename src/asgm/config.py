@@ -208,6 +208,11 @@ class TrainingConfig:
     #: splits; null: all. The test split always keeps every patch, so models trained on different
     #: negatives are compared on the same test patches.
     train_negatives: tuple[str, ...] | None = None
+    #: Mine patches with less open ground than this (cloud-free water or bare ground, hectares;
+    #: ``asgm.scar.open_ground_ha``) are left out of training and validation: where no open ground
+    #: shows, the image does not show the mining (a date before it, a misplaced point, cloud), and
+    #: such a patch teaches the model that forest is a mine. The test split keeps every patch; null: keep all.
+    mine_min_open_ha: float | None = None
 
 
 #: Experiment groups of the results-analysis grid (see :func:`asgm.experiments.experiment_grid`).
@@ -684,6 +689,8 @@ def _validate_training(t: TrainingConfig, src: Path | None) -> None:
         raise ConfigError("training.augment", f"unknown transform(s) {unknown}", f"use names from {', '.join(AUGMENTATIONS)}, or [] for none", src)
     if t.bagging is not None and not 0 < t.bagging <= 1:
         raise ConfigError("training.bagging", f"{t.bagging} is not a share in (0, 1]", "give e.g. 0.7, or null to train every member on every patch", src)
+    if t.mine_min_open_ha is not None and t.mine_min_open_ha < 0:
+        raise ConfigError("training.mine_min_open_ha", f"{t.mine_min_open_ha} is negative", "give hectares, e.g. 0.5, or null to keep every mine patch", src)
     if t.mixup is not None and t.mixup <= 0:
         raise ConfigError("training.mixup", f"{t.mixup} is not a positive Beta parameter", "give e.g. 0.2, or null for no mixup", src)
     if t.calibration not in CALIBRATIONS:

@@ -99,6 +99,30 @@ def candidates(reflectance: dict[str, np.ndarray], ndvi_max: float = 0.25, cloud
     return water, clear & ~water & (ndvi < ndvi_max)
 
 
+def open_ground_ha(dataset, ndvi_max: float = 0.25) -> np.ndarray:
+    """Per patch of ``dataset``: hectares of open ground (cloud-free water or bare ground,
+    :func:`candidates`), the only ground on which mining shows in an image.
+
+    Raises
+    ------
+    InputFileError
+        The dataset lacks one of the bands B2 B3 B4 B8.
+    """
+    channels = list(dataset.channels)
+    missing = [b for b in ("B2", "B3", "B4", "B8") if b not in channels]
+    if missing:
+        raise InputFileError(dataset.path / "dataset.json", f"has no band(s) {missing}, which open ground is judged on",
+                             "build the dataset with the bands B2 B3 B4 B8, or set training.mine_min_open_ha to null")
+    scale = float(dataset.meta["scale"])
+    pixel_ha = float(dataset.meta.get("resolution_m", 10.0)) ** 2 / 1e4
+    out = np.empty(len(dataset.patches))
+    for row in range(len(out)):
+        patch = np.asarray(dataset.patches[row], dtype=np.float32)
+        water, bare = candidates({b: patch[..., channels.index(b)] / scale for b in ("B2", "B3", "B4", "B8")}, ndvi_max)
+        out[row] = (water | bare).sum() * pixel_ha
+    return out
+
+
 def pixel_features(reflectance: dict[str, np.ndarray], water: np.ndarray, bare: np.ndarray) -> np.ndarray:
     """(H, W, 19) features of each pixel: the six bands, NDVI, NDWI, their means and B4's over 5 and
     11 px, B4's local spread, and the share of ``water`` and of ``bare`` ground (:func:`candidates`)

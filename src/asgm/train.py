@@ -140,14 +140,25 @@ def split_dataset(dataset: Dataset, config: TrainingConfig) -> pd.DataFrame:
     if classes != [0, 1]:
         raise InputFileError(dataset.path / "index.csv", f"every patch has label {classes[0]}: the dataset holds one class only",
                              "add patches of the other class (mines are 1, non-mines 0); no split or seed can help")
-    assigned = spatial_split(dataset.index, min_distance, tuple(config.split), config.seed, config.split_areas)
-    if config.train_negatives is not None:
-        assigned["split"] = assigned["split"].where(~_excluded_negatives(dataset, config.train_negatives) | (assigned["split"] == "test"), EXCLUDED)
+    assigned = left_out(dataset, config, spatial_split(dataset.index, min_distance, tuple(config.split), config.seed, config.split_areas))
     _require_both_classes(dataset, assigned["split"],
                           f"points closer than {min_distance:.0f} m form {assigned['block'].nunique()} spatial block(s) for {len(assigned)} patches. "
                           "The split needs mines and non-mines in validation and test. Use a larger or more spread-out set of points, "
                           "larger validation/test shares (training.split), or another training.seed.")
     return assigned
+
+
+def left_out(dataset: Dataset, config: TrainingConfig, split: pd.DataFrame) -> pd.DataFrame:
+    """``split`` with the patches that ``training.train_negatives`` and ``training.mine_min_open_ha``
+    keep out of training and validation marked ``excluded`` (the test split keeps every patch)."""
+    out = pd.Series(False, index=dataset.index.index)
+    if config.train_negatives is not None:
+        out |= _excluded_negatives(dataset, config.train_negatives)
+    if config.mine_min_open_ha is not None:
+        from asgm.scar import open_ground_ha
+
+        out |= (dataset.index["label"] == 1) & (open_ground_ha(dataset) < config.mine_min_open_ha)
+    return split.assign(split=split["split"].where(~out.to_numpy() | (split["split"] == "test").to_numpy(), EXCLUDED))
 
 
 def _require_both_classes(dataset: Dataset, split: pd.Series, explanation: str) -> None:
@@ -274,7 +285,7 @@ def train_experiment(dataset: Dataset | str | Path, output_directory: str | Path
                              "rebuild the dataset from imagery with data (notebook 02), or check the export's date window and bands")
     # an impossible split fails before the patches are read
     given = split
-    assigned = split_dataset(dataset, config) if given is None else _checked_split(dataset, given)
+    assigned = split_dataset(dataset, config) if given is None else _checked_split(dataset, given, config)
     split = assigned["split"].to_numpy()
     min_distance = config.min_distance_m or default_min_distance(dataset)
     channels = list(config.channels or dataset.channels)
@@ -379,11 +390,12 @@ def calibrate_and_choose_thresholds(y_val: np.ndarray, raw_val: np.ndarray, conf
     }
 
 
-def _checked_split(dataset: Dataset, split: pd.DataFrame) -> pd.DataFrame:
-    """A split given by the caller, checked like :func:`split_dataset`'s."""
+def _checked_split(dataset: Dataset, split: pd.DataFrame, config: TrainingConfig) -> pd.DataFrame:
+    """A split given by the caller, with :func:`left_out` applied and checked like :func:`split_dataset`'s."""
     if len(split) != len(dataset.index) or not {"split", "block"} <= set(split.columns):
         raise AsgmError(f"the given split has {len(split)} rows and columns {list(split.columns)}; it needs split and block for each of "
                         f"the {len(dataset.index)} patches of {dataset.path}")
+    split = left_out(dataset, config, split)
     _require_both_classes(dataset, split["split"], "the given split needs mines and non-mines in validation and test")
     return split
 
