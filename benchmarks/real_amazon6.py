@@ -63,8 +63,6 @@ VARIANTS = {
     "area_validation": {**SINGLE, "split_areas": 10},
     # the ensemble's members each on a 70 % bootstrap sample (Earth Genome's bagging)
     "bagged3": {"bagging": 0.7},
-    # mixup: batches blended with a shuffled copy of themselves, λ ~ Beta(0.2, 0.2)
-    "mixup": {**SINGLE, "mixup": 0.2},
     # mine patches without 0.5 ha of open ground (water or bare) left out of training and validation
     "open_mines": {**SINGLE, "mine_min_open_ha": 0.5},
     "scan_cnn": {**SINGLE, "architecture": "scan_cnn"},

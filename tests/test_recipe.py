@@ -83,21 +83,6 @@ def test_bagging_draws_the_documented_sample():
     assert np.array_equal(train.bagging_sample(5, None, seed=0), np.arange(5))
 
 
-def test_mixup_blends_each_patch_with_a_partner_by_one_weight():
-    rng = np.random.default_rng(0)
-    x = rng.random((16, 4, 4, 3)).astype(np.float32)
-    y = (np.arange(16) % 2).astype(np.float32)
-    w = np.ones(16, np.float32)
-    mx, my, mw = train.mix_batch(x, y, w, 0.2, np.random.default_rng(5))
-    draws = np.random.default_rng(5)
-    partner, lam = draws.permutation(16), draws.beta(0.2, 0.2, 16).astype(np.float32)
-    assert np.allclose(mx, lam[:, None, None, None] * x + (1 - lam[:, None, None, None]) * x[partner], atol=1e-6)
-    assert np.allclose(my, lam * y + (1 - lam) * y[partner], atol=1e-6) and np.allclose(mw, 1)
-    assert my.min() >= 0 and my.max() <= 1 and not set(np.unique(my)) <= {0.0, 1.0}  # soft labels
-    batches = train.AugmentedBatches(x, y, w, 8, seed=1, transforms=(), mixup=None)
-    assert np.array_equal(batches[0][0], x[batches.order[:8]])  # off: the patches as they are
-
-
 def test_tta_is_the_mean_over_the_eight_dihedral_views():
     keras.utils.set_random_seed(0)
     inputs = keras.Input((6, 6, 2))
@@ -186,7 +171,7 @@ def test_config_rejects_bad_recipe_values(tmp_path):
 
     for text, key in (("augment: [dihedral, mixup]\n", "training.augment"), ("bagging: 1.5\n", "training.bagging"),
                       ("calibration: beta\n", "training.calibration"), ("lr_factor: 2\n", "training.lr_factor"),
-                      ("mixup: 0\n", "training.mixup"), ("mine_min_open_ha: -1\n", "training.mine_min_open_ha")):
+                      ("mine_min_open_ha: -1\n", "training.mine_min_open_ha")):
         path = tmp_path / "t.yaml"
         path.write_text(text)
         with pytest.raises(ConfigError, match=key.replace(".", r"\.")):

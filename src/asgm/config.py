@@ -180,9 +180,6 @@ class TrainingConfig:
     #: Each member trains on a bootstrap sample (drawn with replacement) of this share of the
     #: training patches (Earth Genome: 0.7); null: every member sees every training patch.
     bagging: float | None = None
-    #: Mixup (Zhang et al. 2018): each training batch blended with a shuffled copy of itself, patches
-    #: and labels alike, by a weight drawn from Beta(mixup, mixup); null: off.
-    mixup: float | None = None
     #: Test-time augmentation: a patch's probability is the mean over its 8 dihedral views.
     tta: bool = False
     #: Probability calibration fitted on the validation split: ``platt``, ``isotonic`` or ``none``.
@@ -691,8 +688,6 @@ def _validate_training(t: TrainingConfig, src: Path | None) -> None:
         raise ConfigError("training.bagging", f"{t.bagging} is not a share in (0, 1]", "give e.g. 0.7, or null to train every member on every patch", src)
     if t.mine_min_open_ha is not None and t.mine_min_open_ha < 0:
         raise ConfigError("training.mine_min_open_ha", f"{t.mine_min_open_ha} is negative", "give hectares, e.g. 0.5, or null to keep every mine patch", src)
-    if t.mixup is not None and t.mixup <= 0:
-        raise ConfigError("training.mixup", f"{t.mixup} is not a positive Beta parameter", "give e.g. 0.2, or null for no mixup", src)
     if t.calibration not in CALIBRATIONS:
         raise ConfigError("training.calibration", f"unknown method {t.calibration!r}", f"choose one of {', '.join(CALIBRATIONS)}", src)
     if t.learning_rate <= 0 or not 0 < t.lr_factor < 1:

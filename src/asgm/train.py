@@ -54,10 +54,10 @@ class AugmentedBatches(keras.utils.PyDataset):
     nearest neighbour). Deterministic for a given seed."""
 
     def __init__(self, x: np.ndarray, y: np.ndarray, weights: np.ndarray, batch_size: int, seed: int,
-                 transforms: tuple[str, ...] = ("dihedral",), binary: np.ndarray | None = None, mixup: float | None = None):
+                 transforms: tuple[str, ...] = ("dihedral",), binary: np.ndarray | None = None):
         super().__init__()
         self.x, self.y, self.weights = x, y.astype(np.float32), weights.astype(np.float32)
-        self.batch_size, self.seed, self.transforms, self.mixup = batch_size, seed, tuple(transforms), mixup
+        self.batch_size, self.seed, self.transforms = batch_size, seed, tuple(transforms)
         self.binary = np.zeros(x.shape[-1], bool) if binary is None else np.asarray(binary, bool)
         self.epoch = 0
         self.order = np.random.default_rng([seed, 0]).permutation(len(x))
@@ -67,26 +67,14 @@ class AugmentedBatches(keras.utils.PyDataset):
 
     def __getitem__(self, i: int):
         rows = self.order[i * self.batch_size:(i + 1) * self.batch_size]
-        x, y, w = self.x[rows], self.y[rows], self.weights[rows]
-        rng = np.random.default_rng([self.seed, self.epoch, i])
+        x = self.x[rows]
         if self.transforms:
-            x = augment_batch(x, self.transforms, self.binary, rng)
-        if self.mixup:
-            x, y, w = mix_batch(x, y, w, self.mixup, rng)
-        return x, y, w
+            x = augment_batch(x, self.transforms, self.binary, np.random.default_rng([self.seed, self.epoch, i]))
+        return x, self.y[rows], self.weights[rows]
 
     def on_epoch_end(self) -> None:
         self.epoch += 1
         self.order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.x))
-
-
-def mix_batch(x: np.ndarray, y: np.ndarray, w: np.ndarray, alpha: float, rng: np.random.Generator):
-    """Mixup: the batch blended with a random permutation of itself, each patch by its own weight
-    λ ~ Beta(alpha, alpha): ``λ·a + (1 − λ)·b`` for patches, labels and sample weights."""
-    partner = rng.permutation(len(x))
-    lam = rng.beta(alpha, alpha, len(x)).astype(np.float32)
-    blend = lambda a: lam.reshape((-1,) + (1,) * (a.ndim - 1)) * a + (1 - lam.reshape((-1,) + (1,) * (a.ndim - 1))) * a[partner]
-    return blend(x), blend(y), blend(w)
 
 
 def bagging_sample(n: int, share: float | None, seed: int) -> np.ndarray:
@@ -227,7 +215,7 @@ def _fit_member(x, y, split, config: TrainingConfig, channels, member: int, desc
         cw = class_weights(y[train_rows])
         weights = np.where(y[train_rows] == 1, cw[1], cw[0])
     binary = np.array([c in OSM_CHANNELS for c in channels])
-    batches = AugmentedBatches(x[train_rows], y[train_rows], weights, config.batch_size, seed, config.augment, binary, config.mixup)
+    batches = AugmentedBatches(x[train_rows], y[train_rows], weights, config.batch_size, seed, config.augment, binary)
     callbacks = [keras.callbacks.EarlyStopping(monitor="val_pr_auc", mode="max", patience=config.patience, restore_best_weights=True)]
     if config.lr_patience is not None:
         callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_pr_auc", mode="max", factor=config.lr_factor,
