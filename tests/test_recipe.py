@@ -4,6 +4,7 @@ file, spatial cross-validation splitters, and the module graph."""
 import ast
 import dataclasses
 import json
+import warnings
 from pathlib import Path
 
 import keras
@@ -16,7 +17,7 @@ from asgm.augment import affine_matrices, augment_batch, dihedral, warp
 from asgm.calibrate import apply_calibration, fit_calibration
 from asgm.config import AUGMENTATIONS, TrainingConfig
 from asgm.crossval import cross_validate, fold_splits
-from asgm.errors import AsgmError, ConfigError
+from asgm.errors import AsgmError, AsgmWarning, ConfigError
 from asgm.models import ensemble, fully_convolutional, predict_probabilities, scan_cnn
 from asgm.patches import read_dataset
 from asgm.predict import predict_dataset
@@ -309,3 +310,17 @@ def test_mines_without_open_ground_are_left_out_of_training_and_validation_only(
     assert np.array_equal(split == train.EXCLUDED, hidden & (plain != "test"))  # exactly the hidden mines outside the test
     assert np.array_equal(split[split != train.EXCLUDED], plain[split != train.EXCLUDED])  # nothing else moves
     assert (split == "test").sum() == (plain == "test").sum()  # the test keeps every patch
+
+
+def test_training_warns_when_many_mines_show_no_open_ground(tmp_path):
+    data = write_toy_dataset(tmp_path / "toy", n=40, channels=("B2", "B3", "B4", "B8"))
+    patches = np.load(data / "patches.npy")
+    patches[..., 3] = 3000  # vegetation everywhere: no mine shows open ground
+    np.save(data / "patches.npy", patches)
+    with pytest.warns(AsgmWarning, match=r"20 of 20 mine patches .* less than 0.5 ha of open ground"):
+        train.warn_hidden_mines(read_dataset(data))
+    patches[:, :8, :8, 3] = 500  # 0.64 ha of open ground in every patch
+    np.save(data / "patches.npy", patches)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        train.warn_hidden_mines(read_dataset(data))

@@ -207,8 +207,9 @@ class TrainingConfig:
     train_negatives: tuple[str, ...] | None = None
     #: Mine patches with less open ground than this (cloud-free water or bare ground, hectares;
     #: ``asgm.scar.open_ground_ha``) are left out of training and validation: where no open ground
-    #: shows, the image does not show the mining (a date before it, a misplaced point, cloud), and
-    #: such a patch teaches the model that forest is a mine. The test split keeps every patch; null: keep all.
+    #: shows, the image shows little or none of the mining (a date before it, a misplaced point,
+    #: cloud, a very small pit), and a forest patch labelled mine teaches the model that forest is a
+    #: mine. The test split keeps every patch; null: keep all.
     mine_min_open_ha: float | None = None
 
 
