@@ -35,16 +35,22 @@ def band_features(patches: np.ndarray) -> np.ndarray:
     return np.concatenate([quantiles, pixels.std(axis=1)], axis=1)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def real_folds(description: str):
+    """The command line (``--evaluation``, ``--fold-seed``), the real dataset, and the folds or
+    regions of ``benchmarks/real_amazon6.py`` (the same seed gives the same folds)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--evaluation", choices=list(SCHEMES), default="regions")
     parser.add_argument("--fold-seed", type=int, default=0)
     args = parser.parse_args()
     if not (DATA / "patches.npy").is_file():
         raise SystemExit(f"real data not found at {DATA} (set ASGM_REFERENCE_DATA)")
     dataset = read_dataset(DATA)
-    k = {"kfold": 5, "regions": 6}[args.evaluation]
-    groups, splits = fold_splits(dataset, args.evaluation, k, seed=args.fold_seed)
+    groups, splits = fold_splits(dataset, args.evaluation, {"kfold": 5, "regions": 6}[args.evaluation], seed=args.fold_seed)
+    return args, dataset, groups, splits
+
+
+def main() -> None:
+    args, dataset, groups, splits = real_folds(__doc__.split("\n\n")[0])
     x = band_features(np.asarray(dataset.patches))
     y = dataset.index["label"].to_numpy().astype(int)
     blocks = groups["block"].to_numpy()

@@ -24,21 +24,15 @@ Usage: python benchmarks/real_scar.py [--evaluation regions|kfold]
 
 from __future__ import annotations
 
-import argparse
-import os
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from real_baseline import real_folds  # a sibling script: run from any directory as python benchmarks/real_scar.py
 
-from asgm.crossval import SCHEMES, fold_splits
 from asgm.evaluate import block_bootstrap
-from asgm.patches import read_dataset
 from asgm.scar import SCAR_BANDS, candidates, mine_probability, scar_mask, train_scar_classifier
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("ASGM_REFERENCE_DATA", ROOT.parent / "shared" / "data")) / "amazon-s2-6band"
 PIXEL_HA = 0.01  # 10 m pixels
 NDVI_MAX = 0.25  # monitoring.scar_ndvi's default
 
@@ -70,15 +64,7 @@ def share_interval(y: np.ndarray, score: np.ndarray, blocks: np.ndarray, thresho
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--evaluation", choices=list(SCHEMES), default="regions")
-    parser.add_argument("--fold-seed", type=int, default=0)
-    args = parser.parse_args()
-    if not (DATA / "patches.npy").is_file():
-        raise SystemExit(f"real data not found at {DATA} (set ASGM_REFERENCE_DATA)")
-    dataset = read_dataset(DATA)
-    k = {"kfold": 5, "regions": 6}[args.evaluation]
-    groups, splits = fold_splits(dataset, args.evaluation, k, seed=args.fold_seed)
+    args, dataset, groups, splits = real_folds(__doc__.split("\n\n")[0])
     index = dataset.index
     print(f"REAL data, {args.evaluation}: the monitoring's scar classifier, each held-out patch mapped as a detected window")
     parts = []
