@@ -16,7 +16,7 @@ seeds (``xN``: the mean of N seeds' raw outputs, calibration and thresholds refi
 
 Models are cached under models/benchmarks/real_amazon6/ (a rerun only trains what is missing).
 
-Usage: python benchmarks/real_amazon6.py --evaluation regions --variants single recipe [--seeds 1] [--tta] [--out DIR]
+Usage: python benchmarks/real_amazon6.py --evaluation regions --variants single recipe [--seeds 1] [--first-seed 0] [--tta] [--out DIR]
 """
 
 from __future__ import annotations
@@ -142,6 +142,7 @@ def main() -> None:
     parser.add_argument("--evaluation", choices=list(SCHEMES), default="kfold")
     parser.add_argument("--variants", nargs="+", default=["single", "recipe"], choices=list(VARIANTS))
     parser.add_argument("--seeds", type=int, default=1, help="training seeds per variant (the folds stay the same)")
+    parser.add_argument("--first-seed", type=int, default=0, help="train seeds first-seed … first-seed + seeds - 1")
     parser.add_argument("--fold-seed", type=int, default=0)
     parser.add_argument("--tta", action="store_true", help="also report each variant with test-time augmentation")
     parser.add_argument("--bootstrap", type=int, default=1000)
@@ -155,7 +156,7 @@ def main() -> None:
     rows, results = [], {}
     for name in args.variants:
         runs = []
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             settings = dict(VARIANTS[name])
             augment.GAIN_FACTOR = settings.pop("gain_factor", DEFAULT_GAIN_FACTOR)  # a module constant, not a config key
             config = dataclasses.replace(TrainingConfig(), seed=seed, bootstrap=200, **settings)
