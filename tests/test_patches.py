@@ -113,6 +113,8 @@ def test_missing_dataset_file(tmp_path):
     (path / "index.csv").unlink()
     with pytest.raises(InputFileError, match="index.csv: missing from the dataset directory"):
         read_dataset(path)
+    with pytest.raises(InputFileError, match="nowhere: is not a directory"):
+        read_dataset(tmp_path / "nowhere")
 
 
 def test_adding_a_patch_size_does_not_rebuild_existing_datasets(scene, tmp_path):

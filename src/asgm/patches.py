@@ -275,6 +275,8 @@ def read_dataset(path: str | Path, mmap: bool = True) -> Dataset:
     """
     path = Path(path)
     meta_path, index_path, patches_path = path / "dataset.json", path / "index.csv", path / "patches.npy"
+    if not path.is_dir():
+        raise InputFileError(path, "is not a directory", "point at a dataset directory (patches.npy, index.csv, dataset.json) written by notebook 02 / make patches")
     for f in (meta_path, index_path, patches_path):
         if not f.is_file():
             raise InputFileError(f, "missing from the dataset directory", "rebuild the dataset (notebook 02 / make patches) or point at a complete one")
