@@ -97,6 +97,12 @@ def test_damaged_model_directories_get_a_clear_error(clean_model, tmp_path, case
     assert snapshot(tmp_path) == before
 
 
+def test_the_parent_of_model_directories_names_them(clean_model):
+    model_dir, _ = clean_model
+    with pytest.raises(AsgmError, match=f"(?s)model.keras: missing.*inside it: {model_dir.name}"):
+        predict.load_trained_model(model_dir.parent)
+
+
 def test_constant_imagery_is_refused_by_training_and_flagged_by_predict(clean_model, tmp_path):
     """An all-zero export: training stops naming patches.npy (nothing is written); predict still
     answers but warns that every patch gets the same probability."""

@@ -86,9 +86,12 @@ def load_trained_model(model_directory: str | Path) -> TrainedModel:
         A file is missing or unreadable.
     """
     path = Path(model_directory)
+    inside = sorted(p.parent.name for p in path.glob("*/model.keras"))
     for name in MODEL_FILES:
         if not (path / name).is_file():
-            raise InputFileError(path / name, "missing from the model directory", "train the model (python -m asgm.train …) or point at a complete model directory")
+            fix = (f"point at one of the model directories inside it: {', '.join(inside[:5])}" if inside
+                   else "train the model (python -m asgm.train …) or point at a complete model directory")
+            raise InputFileError(path / name, "missing from the model directory", fix)
     config, thresholds, calibration = (read_json_object(path / name, "retrain the model") for name in ("config.json", "threshold.json", "calibration.json"))
     if not isinstance(config.get("channels"), list) or not isinstance(config.get("patch_size"), int):
         raise InputFileError(path / "config.json", "lacks the model's channels (a list) or patch_size", "retrain the model: config.json is written by asgm.train")
