@@ -41,6 +41,7 @@ from asgm.models import band_statistics, build_model, ensemble, normalize_patche
 from asgm.patches import Dataset, read_dataset
 from asgm.progress import progress_bar
 from asgm.sampling import min_distance_between, spatial_split
+from asgm.scar import open_ground_ha
 
 MODEL_FILES = ("model.keras", "config.json", "threshold.json", "metrics.json", "calibration.json", "predictions.csv")
 #: Version of the model directory's contents; bump it when they change, so older directories are retrained.
@@ -147,8 +148,6 @@ def left_out(dataset: Dataset, config: TrainingConfig, split: pd.DataFrame) -> p
     if config.train_negatives is not None:
         out |= _excluded_negatives(dataset, config.train_negatives)
     if config.mine_min_open_ha is not None:
-        from asgm.scar import open_ground_ha
-
         out |= (dataset.index["label"] == 1) & (open_ground_ha(dataset) < config.mine_min_open_ha)
     return split.assign(split=split["split"].where(~out.to_numpy() | (split["split"] == "test").to_numpy(), EXCLUDED))
 
@@ -157,8 +156,6 @@ def warn_hidden_mines(dataset: Dataset) -> None:
     """Warn when many mine patches show almost no open ground (:data:`HIDDEN_MINE_HA`): their image
     shows little or none of the mining (a date before it, a point off the site, cloud, or a very
     small pit), and from the forest ones the model learns that forest is a mine. Silent for datasets without the bands B2 B3 B4 B8."""
-    from asgm.scar import open_ground_ha
-
     if not {"B2", "B3", "B4", "B8"} <= set(dataset.channels):
         return
     mines = dataset.index["label"].to_numpy() == 1
