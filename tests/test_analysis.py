@@ -52,6 +52,15 @@ def test_grid_follows_the_profile_groups():
     assert names[0] == "s2_only" and not any("plus" in n or "minus" in n for n in names)
 
 
+def test_grid_runs_train_the_grids_ensemble_size():
+    base = TrainingConfig(ensemble=3, epochs=40)
+    run = experiments.Experiment("s2_only", "osm", 48, ("B2",))
+    assert run.training(base, seed=1, ensemble=1).ensemble == 1
+    assert run.training(base, seed=1).ensemble == 3, "null: the training section's"
+    assert run.training(base, seed=1, epochs=5).epochs == 5 and run.training(base, seed=2).seed == 2
+    assert load_profile("bolivar", root=ROOT).experiments.ensemble == 1 and load_profile("bolivar", root=ROOT).training.ensemble == 3
+
+
 def test_unknown_experiment_group_is_refused():
     with pytest.raises(ConfigError, match="unknown group"):
         load_profile("demo", root=ROOT, experiments={"groups": ["osm", "colour"]})

@@ -36,6 +36,7 @@ CASES = [
     ("scan.scheduler", lambda r: r["scan"].update(scheduler="threads")),
     ("experiments.scheduler", lambda r: r["experiments"].update(scheduler="processes")),
     ("experiments", lambda r: r["experiments"].update(workers=0)),
+    ("experiments", lambda r: r["experiments"].update(ensemble=0)),
     ("training.augment", lambda r: r["training"].update(augment=["dihedral", "cutmix"])),
     ("training.calibration", lambda r: r["training"].update(calibration="temperature")),
     ("monitoring.new_hysteresis", lambda r: r["monitoring"].update(new_hysteresis=0)),

@@ -230,6 +230,10 @@ class ExperimentsConfig:
     seeds: tuple[int, ...] = (0, 1, 2)
     #: Maximum epochs of the grid's runs; null: the training section's.
     epochs: int | None = None
+    #: Models per run; null: the training section's. One by default: the grid compares inputs
+    #: (channels, patch sizes, negatives) paired by seed, and its seeds already give the spread, so
+    #: an ensemble per run would triple its cost for comparisons that do not need it.
+    ensemble: int | None = 1
     #: Replicates of the block bootstrap behind the grid's intervals.
     bootstrap: int = 1000
     #: Where the runs train, as ``scan.scheduler``: ``synchronous`` (in the notebook's process),
@@ -658,8 +662,8 @@ def _validate_experiments(e: ExperimentsConfig, src: Path) -> None:
         raise ConfigError("experiments.groups", f"unknown group(s) {unknown}", f"use names from {', '.join(EXPERIMENT_GROUPS)}", src)
     if not e.seeds:
         raise ConfigError("experiments.seeds", "empty", "give at least one seed, e.g. [0, 1, 2]", src)
-    if (e.epochs is not None and e.epochs < 1) or e.bootstrap < 1 or e.workers < 1:
-        raise ConfigError("experiments", "epochs, bootstrap and workers must be at least 1", "give positive whole numbers", src)
+    if any(v is not None and v < 1 for v in (e.epochs, e.ensemble)) or e.bootstrap < 1 or e.workers < 1:
+        raise ConfigError("experiments", "epochs, ensemble, bootstrap and workers must be at least 1", "give positive whole numbers (or null for epochs and ensemble)", src)
     _validate_scheduler("experiments", e.scheduler, src)
 
 

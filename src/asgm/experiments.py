@@ -40,11 +40,12 @@ class Experiment:
     reference: str | None = None
     question: str = ""
 
-    def training(self, base: TrainingConfig, seed: int, epochs: int | None = None) -> TrainingConfig:
-        """The training settings of this experiment's run with ``seed``."""
+    def training(self, base: TrainingConfig, seed: int, epochs: int | None = None, ensemble: int | None = None) -> TrainingConfig:
+        """The training settings of this experiment's run with ``seed`` (``epochs``, ``ensemble``:
+        the grid's own, when given)."""
         return dataclasses.replace(base, channels=self.channels, class_weights=self.class_weights, train_negatives=self.train_negatives,
                                    min_distance_m=self.min_distance_m if self.min_distance_m is not None else base.min_distance_m,
-                                   seed=seed, epochs=epochs or base.epochs)
+                                   seed=seed, epochs=epochs or base.epochs, ensemble=ensemble or base.ensemble)
 
 
 def experiment_grid(profile: Profile) -> list[Experiment]:
@@ -88,7 +89,7 @@ def experiment_grid(profile: Profile) -> list[Experiment]:
 
 def run_grid(experiments: list[Experiment], datasets: dict[int, Dataset | str | Path], base: TrainingConfig, seeds: tuple[int, ...],
              output_directory: str | Path, epochs: int | None = None, progress: bool = True, scheduler: str = "synchronous",
-             workers: int = 1, reuse: str | Path | None = None) -> pd.DataFrame:
+             workers: int = 1, reuse: str | Path | None = None, ensemble: int | None = None) -> pd.DataFrame:
     """Train every experiment once per seed, skipping runs whose model directory is up to date.
 
     Parameters
@@ -115,6 +116,8 @@ def run_grid(experiments: list[Experiment], datasets: dict[int, Dataset | str | 
         A directory of models trained elsewhere (notebook 03's ``models/<profile>``): a run whose
         ``reuse/<experiment>`` was trained on the same dataset with the same settings is copied
         instead of trained again.
+    ensemble
+        Models per run (default: ``base.ensemble``).
 
     Returns
     -------
@@ -127,7 +130,7 @@ def run_grid(experiments: list[Experiment], datasets: dict[int, Dataset | str | 
     rows, tasks = [], []
     for exp in experiments:
         for seed in seeds:
-            config = exp.training(base, seed, epochs)
+            config = exp.training(base, seed, epochs, ensemble)
             row = {"experiment": exp.name, "group": exp.group, "reference": exp.reference, "seed": seed,
                    "model_dir": Path(output_directory) / exp.name / f"seed{seed}", "status": "cached", "reason": ""}
             if exp.patch_size not in read:
