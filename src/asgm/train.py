@@ -292,10 +292,10 @@ def train_experiment(dataset: Dataset | str | Path, output_directory: str | Path
                              "rebuild the dataset from imagery with data (notebook 02), or check the export's date window and bands")
     # an impossible split fails before the patches are read
     given = split
-    if config.mine_min_open_ha is None:
-        warn_hidden_mines(dataset)
     assigned = split_dataset(dataset, config) if given is None else _checked_split(dataset, given, config)
     split = assigned["split"].to_numpy()
+    if config.mine_min_open_ha is None:
+        warn_hidden_mines(dataset)
     min_distance = config.min_distance_m or default_min_distance(dataset)
     channels = list(config.channels or dataset.channels)
     x = normalize_patches(dataset.patches, dataset.channels, float(dataset.meta["scale"]), channels)
