@@ -86,9 +86,9 @@ def load_trained_model(model_directory: str | Path) -> TrainedModel:
         A file is missing or unreadable.
     """
     path = Path(model_directory)
-    inside = sorted(p.parent.name for p in path.glob("*/model.keras"))
     for name in MODEL_FILES:
         if not (path / name).is_file():
+            inside = sorted(p.parent.name for p in path.glob("*/model.keras"))
             fix = (f"point at one of the model directories inside it: {', '.join(inside[:5])}" if inside
                    else "train the model (python -m asgm.train …) or point at a complete model directory")
             raise InputFileError(path / name, "missing from the model directory", fix)
