@@ -7,6 +7,7 @@ from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 import pytest
 import rasterio
 from pyproj import Geod
@@ -196,6 +197,16 @@ def test_new_mining_is_judged_on_what_each_polygon_claims_is_new(tmp_path):
     assert row["new_polygons"] == 3 and row["new_precision"] == pytest.approx(2 / 3, abs=1e-3)  # A's growth and B right, the false patch wrong
     assert row["new_sites"] == 2 and row["new_recall"] == pytest.approx(0.5)  # B found, C missed
     assert table.loc["2023", "iou"] == 1.0 and table.loc["2024", "iou"] == pytest.approx(564 / 692, abs=1e-3)
+    # Wilson's interval of 1 in 2: centre (k + z²/2) / (n + z²), half-width z·sqrt(k(n−k)/n + z²/4) / (n + z²)
+    z = 1.959964
+    half = z * np.sqrt(1 * 1 / 2 + z**2 / 4) / (2 + z**2)
+    assert row["new_recall_low"] == pytest.approx(0.5 - half, abs=1e-3) and row["new_recall_high"] == pytest.approx(0.5 + half, abs=1e-3)
+    assert row["new_precision_low"] < 2 / 3 < row["new_precision_high"]
+    # the pooled row: pixels of both periods, the one change's sites and polygons
+    total = table.loc["all"]
+    assert total["iou"] == pytest.approx((400 + 564) / (400 + 692), abs=1e-3)
+    assert (total["new_sites"], total["new_polygons"], total["new_recall"]) == (2, 3, 0.5)
+    assert pd.isna(table.loc["2023", "new_recall"])
 
 
 def test_zone_statistics_in_hectares_across_a_utm_zone_boundary():

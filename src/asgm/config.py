@@ -316,8 +316,9 @@ class MonitoringConfig:
     #: of mine ground there was below this fraction of its threshold (a hysteresis in time: a mine
     #: mapped only weakly before is not new again); 1: no hysteresis.
     new_hysteresis: float = 0.5
-    #: Demo only: side of the central square of the demo region that gets a history.
-    demo_size_km: float = 10.0
+    #: Demo only: side of the central square of the demo region that gets a history; null: the
+    #: whole region (every mine site, so that the evaluation counts as many as the demo has).
+    demo_size_km: float | None = None
 
 
 @dataclass(frozen=True)
@@ -631,8 +632,10 @@ def _validate_monitoring(prof: Profile, src: Path) -> None:
         raise ConfigError("monitoring.scar_ndvi", f"{mo.scar_ndvi} is not an NDVI", "give a value between -1 and 1, e.g. 0.25", src)
     if not 0 < mo.new_hysteresis <= 1:
         raise ConfigError("monitoring.new_hysteresis", f"{mo.new_hysteresis} is not a fraction of the scar threshold", "give a value in (0, 1], e.g. 0.5", src)
-    if mo.min_change_ha < 0 or mo.demo_size_km <= 0:
-        raise ConfigError("monitoring", "min_change_ha must not be negative and demo_size_km must be positive", "give hectares and kilometres", src)
+    if mo.min_change_ha < 0:
+        raise ConfigError("monitoring.min_change_ha", f"{mo.min_change_ha} is negative", "give hectares, e.g. 0.5", src)
+    if mo.demo_size_km is not None and mo.demo_size_km <= 0:
+        raise ConfigError("monitoring.demo_size_km", f"{mo.demo_size_km} is not a positive size", "give kilometres, e.g. 10, or null for the whole demo region", src)
 
 
 def _validate_scheduler(section: str, scheduler: str, src: Path) -> None:

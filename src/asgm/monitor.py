@@ -41,6 +41,7 @@ import rasterio
 from rasterio.features import rasterize, shapes
 from rasterio.windows import Window
 from scipy import ndimage
+from scipy.stats import binomtest
 from shapely.geometry import box, shape
 
 from asgm.atomic import atomic_path, plain_name
@@ -283,7 +284,7 @@ def period_rasters(cfg, progress: bool = True):
         raise AsgmError(f"the profile {cfg.name!r} has no monitoring periods\n"
                         f"  How to fix: add a monitoring section with at least two periods to {cfg.source_file} (see configs/demo.yaml)")
     if cfg.imagery.source == "demo":
-        history = ensure_demo_history(cfg.synthetic, tuple(p.name for p in periods), cfg.monitoring.demo_size_km,
+        history = ensure_demo_history(cfg.synthetic, tuple(p.name for p in periods), cfg.monitoring.demo_size_km or cfg.synthetic.size_km,
                                       Path(cfg.synthetic.output_dir) / "history", progress)
         return {p.name: history.composite(p.name) for p in periods}, history
     if cfg.imagery.source == "local":
@@ -560,21 +561,24 @@ def zone_names(found: gpd.GeoDataFrame, zones: gpd.GeoDataFrame | None) -> list[
 
 def evaluate_history(history, masks: dict[str, np.ndarray], changes: dict[str, gpd.GeoDataFrame], news: dict[str, np.ndarray], grid: Grid,
                      min_change_ha: float, tolerance_px: int = 2) -> pd.DataFrame:
-    """Scars and new mining against the SYNTHETIC history's truth, per period.
+    """Scars and new mining against the SYNTHETIC history's truth, per period and pooled (``all``).
 
     ``iou`` and ``area_error`` compare the scar pixels with the true mine ground. For new mining
-    (periods after the first): ``new_recall`` is the share of the sites that opened in the period
-    with at least ``min_change_ha`` of mine ground (the reporting size) that a new or expanded
+    (periods after the first): ``new_recall`` is the share of the ``new_sites`` that opened in the
+    period with at least ``min_change_ha`` of mine ground (the reporting size) that a new or expanded
     polygon covers, ``new_recall_all`` the same over every opened site however small;
-    ``new_precision`` is the share of new or expanded polygons whose new pixels (``news``, from
-    :func:`change_classes`: all of a new polygon, the grown part of an expanded one) lie mostly (half
-    or more) on truly new mine ground (within ``tolerance_px``)."""
-    rows, truth_before = [], None
+    ``new_precision`` is the share of the ``new_polygons`` (new or expanded) whose new pixels
+    (``news``, from :func:`change_classes`: all of a new polygon, the grown part of an expanded one)
+    lie mostly (half or more) on truly new mine ground (within ``tolerance_px``). A few sites open
+    per period, so recall and precision come with 95 % Wilson intervals (``_low``, ``_high``); the
+    ``all`` row pools the pixels of every period and the sites and polygons of every change."""
+    rows, truth_before, pooled = [], None, {"intersection": 0, "union": 0, "truth": 0, "scar": 0}
     for name, mask in masks.items():
         with rasterio.open(history.scar(name)) as src:
             truth = src.read(1).astype(bool)
-        row = {"period": name, "true_ha": round(truth.sum() * grid.pixel_ha, 2), "scar_ha": round(mask.sum() * grid.pixel_ha, 2),
-               "area_error": round(mask.sum() / max(truth.sum(), 1) - 1, 3), "iou": round((mask & truth).sum() / max((mask | truth).sum(), 1), 3)}
+        pooled = {"intersection": pooled["intersection"] + int((mask & truth).sum()), "union": pooled["union"] + int((mask | truth).sum()),
+                  "truth": pooled["truth"] + int(truth.sum()), "scar": pooled["scar"] + int(mask.sum())}
+        row = {"period": name} | _area_scores(int((mask & truth).sum()), int((mask | truth).sum()), int(truth.sum()), int(mask.sum()), grid.pixel_ha)
         if truth_before is not None:
             true_new = ndimage.binary_dilation(truth & ~ndimage.binary_dilation(truth_before, EIGHT, iterations=tolerance_px), EIGHT, iterations=tolerance_px)
             change = changes[name]
@@ -584,17 +588,39 @@ def evaluate_history(history, masks: dict[str, np.ndarray], changes: dict[str, g
             new_area = _burn(mapped.geometry, grid)
             covered = np.array([bool(new_area[_burn([g], grid, all_touched=True)].any()) for g in opened.geometry], dtype=bool)
             reportable = (opened["scar_ha"] >= min_change_ha).to_numpy()
-            correct = []
+            correct = 0
             for g in mapped.geometry:
                 inside = _burn([g], grid, all_touched=True)
                 claimed = inside & news[name]
-                correct.append(true_new[claimed if claimed.any() else inside].mean() >= 0.5)
-            row |= {"new_sites": int(reportable.sum()), "new_recall": round(float(covered[reportable].mean()), 3) if reportable.any() else np.nan,
-                    "new_sites_all": len(opened), "new_recall_all": round(float(covered.mean()), 3) if len(covered) else np.nan,
-                    "new_polygons": len(mapped), "new_precision": round(float(np.mean(correct)), 3) if correct else np.nan}
+                correct += bool(true_new[claimed if claimed.any() else inside].mean() >= 0.5)
+            row |= {"new_sites": int(reportable.sum()), "new_found": int(covered[reportable].sum()),
+                    "new_sites_all": len(opened), "new_found_all": int(covered.sum()),
+                    "new_polygons": len(mapped), "new_correct": correct}
         truth_before = truth if truth_before is None else truth_before | truth
         rows.append(row)
-    return pd.DataFrame(rows).set_index("period")
+    table = pd.DataFrame(rows)
+    counts = ["new_sites", "new_found", "new_sites_all", "new_found_all", "new_polygons", "new_correct"]
+    total = {"period": "all"} | _area_scores(pooled["intersection"], pooled["union"], pooled["truth"], pooled["scar"], grid.pixel_ha)
+    table = pd.concat([table, pd.DataFrame([total | {c: int(table[c].sum()) for c in counts if c in table}])], ignore_index=True)
+    if "new_sites" in table:
+        for rate, (hits, n) in {"new_recall": ("new_found", "new_sites"), "new_recall_all": ("new_found_all", "new_sites_all"),
+                                "new_precision": ("new_correct", "new_polygons")}.items():
+            table = table.join(pd.DataFrame([_wilson(k, m) for k, m in zip(table[hits], table[n])], columns=[rate, f"{rate}_low", f"{rate}_high"]))
+        table = table.drop(columns=["new_found", "new_found_all", "new_correct"]).astype({c: "Int64" for c in ("new_sites", "new_sites_all", "new_polygons")})
+    return table.set_index("period")
+
+
+def _area_scores(intersection: int, union: int, truth: int, scar: int, pixel_ha: float) -> dict[str, float]:
+    return {"true_ha": round(truth * pixel_ha, 2), "scar_ha": round(scar * pixel_ha, 2),
+            "area_error": round(scar / max(truth, 1) - 1, 3), "iou": round(intersection / max(union, 1), 3)}
+
+
+def _wilson(hits, n) -> tuple[float, float, float]:
+    """A share and its 95 % Wilson interval; NaN where there is nothing to count."""
+    if pd.isna(n) or n == 0:
+        return np.nan, np.nan, np.nan
+    interval = binomtest(int(hits), int(n)).proportion_ci(confidence_level=0.95, method="wilson")
+    return round(hits / n, 3), round(interval.low, 3), round(interval.high, 3)
 
 
 def _burn(geometries, grid: Grid, all_touched: bool = False) -> np.ndarray:

@@ -7,8 +7,8 @@ neighbouring pits merge); a quarter of the oldest are abandoned and revegetate. 
 change too: rivers move their sandbars, clearings are cut, farms are ploughed. Every period has
 its own haze, clouds, shadows and sensor noise. Nothing here is real.
 
-The history covers the central ``size_km`` square of the demo region, so that monitoring several
-periods stays quick. Written under ``output_dir``:
+The history covers the central ``size_km`` square of the demo region (``monitoring.demo_size_km``;
+the whole region by default, so that the evaluation counts every site). Written under ``output_dir``:
 
 - ``<period>/s2_l1c_composite.tif`` and ``<period>/landcover.tif`` as for the demo region;
 - ``<period>/mine_scar.tif``: 1 where a pixel is mine ground (sand, tailings, ponds) of an active
