@@ -173,7 +173,7 @@ def test_new_mining_is_judged_on_what_each_polygon_claims_is_new(tmp_path):
     its old part; a false patch counts against precision, a missed site against recall."""
     from types import SimpleNamespace
 
-    from asgm.monitor import evaluate_history
+    from asgm.monitor import evaluate_history, evaluation_summary
 
     empty = np.zeros(GRID.shape, dtype=bool)
     old_a, grown_a = square(empty.copy(), 2, 2, 20), square(empty.copy(), 2, 2, 20) | square(empty.copy(), 22, 2, 10)
@@ -207,6 +207,9 @@ def test_new_mining_is_judged_on_what_each_polygon_claims_is_new(tmp_path):
     assert total["iou"] == pytest.approx((400 + 564) / (400 + 692), abs=1e-3)
     assert (total["new_sites"], total["new_polygons"], total["new_recall"]) == (2, 3, 0.5)
     assert pd.isna(table.loc["2023", "new_recall"])
+    shown = evaluation_summary(table)
+    assert shown.loc["2024", "new-mining recall [95 %]"] == f"0.50 [{row['new_recall_low']:.2f}, {row['new_recall_high']:.2f}]" == "0.50 [0.10, 0.91]"
+    assert shown.loc["2023", "new-mining recall [95 %]"] == "" and shown.loc["all", "new polygons"] == "3"
 
 
 def test_zone_statistics_in_hectares_across_a_utm_zone_boundary():

@@ -610,6 +610,23 @@ def evaluate_history(history, masks: dict[str, np.ndarray], changes: dict[str, g
     return table.set_index("period")
 
 
+def evaluation_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """:func:`evaluate_history`'s table for reading: area error and IoU, then each share of new
+    mining as ``value [low, high]`` beside the count it is a share of."""
+    def share(rate: str) -> pd.Series:
+        return pd.Series([f"{v:.2f} [{lo:.2f}, {hi:.2f}]" if pd.notna(v) else "" for v, lo, hi in
+                          zip(table[rate], table[f"{rate}_low"], table[f"{rate}_high"])], index=table.index)
+
+    out = pd.DataFrame({"true ha": table["true_ha"], "mapped ha": table["scar_ha"],
+                        "area error": [f"{v:+.0%}" for v in table["area_error"]], "pixel IoU": table["iou"]})
+    if "new_recall" in table:
+        out["new sites (≥ reporting size)"] = table["new_sites"].astype("Int64").astype("string").fillna("")
+        out["new-mining recall [95 %]"] = share("new_recall")
+        out["new polygons"] = table["new_polygons"].astype("Int64").astype("string").fillna("")
+        out["new-mining precision [95 %]"] = share("new_precision")
+    return out
+
+
 def _area_scores(intersection: int, union: int, truth: int, scar: int, pixel_ha: float) -> dict[str, float]:
     return {"true_ha": round(truth * pixel_ha, 2), "scar_ha": round(scar * pixel_ha, 2),
             "area_error": round(scar / max(truth, 1) - 1, 3), "iou": round(intersection / max(union, 1), 3)}
