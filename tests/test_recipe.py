@@ -324,3 +324,33 @@ def test_training_warns_when_many_mines_show_no_open_ground(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         train.warn_hidden_mines(read_dataset(data))
+
+
+def test_a_teacher_is_trained_on_the_same_split_and_its_probabilities_soften_the_training_targets(tmp_path, monkeypatch):
+    data = write_toy_dataset(tmp_path / "toy", n=60)
+    seen = []
+
+    class Recording(train.AugmentedBatches):
+        def __init__(self, x, y, *args, **kwargs):
+            seen.append(np.array(y))
+            super().__init__(x, y, *args, **kwargs)
+
+    monkeypatch.setattr(train, "AugmentedBatches", Recording)
+    config = TrainingConfig(epochs=1, batch_size=16, patience=1, bootstrap=20, split=(0.6, 0.2, 0.2), ensemble=1, teacher="thesis_cnn")
+    student = train.train_experiment(data, tmp_path / "m", "student", config, progress=False)
+    teacher = tmp_path / "m" / "student_teacher"
+    assert json.loads((teacher / "config.json").read_text())["training"]["architecture"] == "thesis_cnn"
+    assert json.loads((student / "config.json").read_text())["training"]["teacher"] == "thesis_cnn"
+    taught, learned = pd.read_csv(teacher / "predictions.csv"), pd.read_csv(student / "predictions.csv")
+    assert taught["split"].tolist() == learned["split"].tolist()  # the same split, so the teacher never saw the student's test
+    rows = learned["split"] == "train"
+    assert len(seen) == 2 and np.array_equal(seen[0], taught.loc[rows, "label"])  # the teacher learns the true labels
+    expected = 0.5 * learned.loc[rows, "label"].to_numpy() + 0.5 * taught.loc[rows, "probability"].to_numpy()
+    assert np.allclose(seen[1], expected, atol=1e-6)  # the student the mean of label and teacher
+
+
+def test_an_unknown_teacher_is_refused_before_anything_is_written(tmp_path):
+    data = write_toy_dataset(tmp_path / "toy", n=40)
+    with pytest.raises(AsgmError, match=r"training.teacher"):
+        train.train_experiment(data, tmp_path / "m", "x", TrainingConfig(ensemble=1, teacher="resnet"), progress=False)
+    assert not (tmp_path / "m").exists()

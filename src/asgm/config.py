@@ -211,6 +211,12 @@ class TrainingConfig:
     #: cloud, a very small pit), and a forest patch labelled mine teaches the model that forest is a
     #: mine. The test split keeps every patch; null: keep all.
     mine_min_open_ha: float | None = None
+    #: Knowledge distillation (Hinton et al. 2015): an architecture (e.g. ``bn_cnn``) of which one
+    #: model is trained first on the same split with every other setting the same (saved beside
+    #: the model as ``<experiment>_teacher``); the model then learns, on its training patches, the
+    #: mean of the true label and the teacher's calibrated probability. Validation, calibration,
+    #: thresholds and the test keep the true labels. Null: no teacher.
+    teacher: str | None = None
 
 
 #: Experiment groups of the results-analysis grid (see :func:`asgm.experiments.experiment_grid`).

@@ -37,7 +37,7 @@ from asgm.augment import augment_batch
 from asgm.calibrate import apply_calibration, fit_calibration
 from asgm.config import OSM_CHANNELS, TrainingConfig, load_training, training_config
 from asgm.errors import AsgmError, AsgmWarning, ConfigError, InputFileError
-from asgm.models import band_statistics, build_model, ensemble, normalize_patches, predict_probabilities
+from asgm.models import ARCHITECTURES, band_statistics, build_model, ensemble, normalize_patches, predict_probabilities
 from asgm.patches import Dataset, read_dataset
 from asgm.progress import progress_bar
 from asgm.sampling import min_distance_between, spatial_split
@@ -51,6 +51,9 @@ EXCLUDED = "excluded"
 #: Open ground (ha) below which a mine patch shows little or none of its mining, and the share of
 #: such mine patches above which training warns (on the real benchmark: 22 % of the mines, 84 % in one region).
 HIDDEN_MINE_HA, HIDDEN_MINE_SHARE = 0.5, 0.1
+#: With ``training.teacher``: the teacher's share of a training patch's target (Hinton et al.'s
+#: soft targets; the rest is the true label).
+TEACHER_WEIGHT = 0.5
 
 
 class AugmentedBatches(keras.utils.PyDataset):
@@ -222,7 +225,7 @@ def is_up_to_date(dataset: Dataset, model_dir: str | Path, config: TrainingConfi
     return is_complete(Path(model_dir), _training_key(dataset.fingerprint, config, split))
 
 
-def _fit_member(x, y, split, config: TrainingConfig, channels, member: int, description: str, progress: bool):
+def _fit_member(x, y, targets, split, config: TrainingConfig, channels, member: int, description: str, progress: bool):
     seed = config.seed + 1000 * member
     keras.utils.set_random_seed(seed)
     val = split == "validation"
@@ -234,7 +237,7 @@ def _fit_member(x, y, split, config: TrainingConfig, channels, member: int, desc
         cw = class_weights(y[train_rows])
         weights = np.where(y[train_rows] == 1, cw[1], cw[0])
     binary = np.array([c in OSM_CHANNELS for c in channels])
-    batches = AugmentedBatches(x[train_rows], y[train_rows], weights, config.batch_size, seed, config.augment, binary)
+    batches = AugmentedBatches(x[train_rows], targets[train_rows], weights, config.batch_size, seed, config.augment, binary)
     callbacks = [keras.callbacks.EarlyStopping(monitor="val_pr_auc", mode="max", patience=config.patience, restore_best_weights=True)]
     if config.lr_patience is not None:
         callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_pr_auc", mode="max", factor=config.lr_factor,
@@ -286,6 +289,8 @@ def train_experiment(dataset: Dataset | str | Path, output_directory: str | Path
     if not force and is_complete(model_dir, key):
         return model_dir
 
+    if config.teacher is not None and config.teacher not in ARCHITECTURES:
+        raise AsgmError(f"unknown teacher architecture {config.teacher!r}; choose one of {', '.join(ARCHITECTURES)} (training.teacher), or null")
     if dataset.imagery_is_constant():
         raise InputFileError(dataset.path / "patches.npy", f"every reflectance channel {dataset.band_channels} holds the same value in every patch "
                              "(an all-zero or failed export): there is nothing to learn",
@@ -306,10 +311,17 @@ def train_experiment(dataset: Dataset | str | Path, output_directory: str | Path
                              "channel: there is nothing to learn (an export that failed, or a dataset of no-data patches)",
                              "rebuild the dataset from imagery that covers the points (notebook 02), and check a few patches in its preview")
 
+    targets = y.astype(np.float32)
+    if config.teacher is not None:
+        teacher = train_experiment(dataset, output_directory, f"{experiment_name}_teacher", dataclasses.replace(config, architecture=config.teacher, teacher=None),
+                                   progress, force, assigned[["split", "block"]])
+        taught = pd.read_csv(teacher / "predictions.csv").set_index("patch_id")["probability"].reindex(index["patch_id"]).to_numpy()
+        targets = np.where(split == "train", (1 - TEACHER_WEIGHT) * y + TEACHER_WEIGHT * taught, y).astype(np.float32)
+
     members, histories, best_epochs = [], [], []
     for m in range(config.ensemble):
         description = experiment_name if config.ensemble == 1 else f"{experiment_name} [{m + 1}/{config.ensemble}]"
-        model, history, best = _fit_member(x, y, split, config, channels, m, description, progress)
+        model, history, best = _fit_member(x, y, targets, split, config, channels, m, description, progress)
         history.insert(0, "member", m)
         members.append(model)
         histories.append(history)
