@@ -66,6 +66,8 @@ VARIANTS = {
     # mine patches without 0.5 ha of open ground (water or bare) left out of training and validation
     "open_mines": {**SINGLE, "mine_min_open_ha": 0.5},
     "scan_cnn": {**SINGLE, "architecture": "scan_cnn"},
+    # the scan model taught by one bn_cnn trained first on the same fold (knowledge distillation)
+    "scan_distilled": {**SINGLE, "architecture": "scan_cnn", "teacher": "bn_cnn"},
     "thesis_cnn": {**SINGLE, "architecture": "thesis_cnn", "standardize": False, "learning_rate": 3e-4, "patience": 10,
                    "lr_patience": None, "calibration": "none", "augment": ("dihedral",)},
 }
