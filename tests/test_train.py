@@ -223,3 +223,18 @@ def test_training_on_a_toy_signal_learns_it(tmp_path):
     config = TrainingConfig(epochs=6, batch_size=16, patience=6, bootstrap=50, standardize=True, architecture="bn_cnn", ensemble=1)
     metrics = train.read_metrics(train.train_experiment(data, tmp_path / "m", "learn", config, progress=False))
     assert metrics["test"]["roc_auc"]["value"] > 0.9, metrics["test"]["roc_auc"]
+
+
+def test_freed_memory_is_kept_on_glibc_and_the_switch_turns_it_off(monkeypatch):
+    import ctypes
+    import sys
+
+    from asgm import memory
+
+    try:
+        glibc = sys.platform.startswith("linux") and hasattr(ctypes.CDLL("libc.so.6"), "mallopt")
+    except OSError:
+        glibc = False
+    assert memory.keep_freed_memory() is glibc
+    monkeypatch.setenv(memory.ENVIRONMENT_VARIABLE, "0")
+    assert memory.keep_freed_memory() is False
