@@ -576,9 +576,9 @@ def evaluate_history(history, masks: dict[str, np.ndarray], changes: dict[str, g
     for name, mask in masks.items():
         with rasterio.open(history.scar(name)) as src:
             truth = src.read(1).astype(bool)
-        pooled = {"intersection": pooled["intersection"] + int((mask & truth).sum()), "union": pooled["union"] + int((mask | truth).sum()),
-                  "truth": pooled["truth"] + int(truth.sum()), "scar": pooled["scar"] + int(mask.sum())}
-        row = {"period": name} | _area_scores(int((mask & truth).sum()), int((mask | truth).sum()), int(truth.sum()), int(mask.sum()), grid.pixel_ha)
+        pixels = {"intersection": int((mask & truth).sum()), "union": int((mask | truth).sum()), "truth": int(truth.sum()), "scar": int(mask.sum())}
+        pooled = {k: pooled[k] + v for k, v in pixels.items()}
+        row = {"period": name} | _area_scores(**pixels, pixel_ha=grid.pixel_ha)
         if truth_before is not None:
             true_new = ndimage.binary_dilation(truth & ~ndimage.binary_dilation(truth_before, EIGHT, iterations=tolerance_px), EIGHT, iterations=tolerance_px)
             change = changes[name]
@@ -600,7 +600,7 @@ def evaluate_history(history, masks: dict[str, np.ndarray], changes: dict[str, g
         rows.append(row)
     table = pd.DataFrame(rows)
     counts = ["new_sites", "new_found", "new_sites_all", "new_found_all", "new_polygons", "new_correct"]
-    total = {"period": "all"} | _area_scores(pooled["intersection"], pooled["union"], pooled["truth"], pooled["scar"], grid.pixel_ha)
+    total = {"period": "all"} | _area_scores(**pooled, pixel_ha=grid.pixel_ha)
     table = pd.concat([table, pd.DataFrame([total | {c: int(table[c].sum()) for c in counts if c in table}])], ignore_index=True)
     if "new_sites" in table:
         for rate, (hits, n) in {"new_recall": ("new_found", "new_sites"), "new_recall_all": ("new_found_all", "new_sites_all"),
