@@ -140,6 +140,14 @@ def test_change_classes_on_hand_built_footprints():
     classes, new = change_classes(current, before, before, pixel_ha, min_change_ha=0.5, tolerance_px=1, possible_before=weak)
     assert name[classes[44, 9]] == "persisting" and not new[44, 9]
     assert name[classes[15, 40]] == "expanded" and new[15, 40] and not new[5, 40]
+    # a pit beside places that only looked possibly mine, never mapped: new, not expanded, and its
+    # new ground is what lies beyond those places
+    pit, hint = square(empty.copy(), 20, 20, 10), square(empty.copy(), 20, 20, 2)
+    classes, new = change_classes(pit, empty, empty, pixel_ha, min_change_ha=0.5, tolerance_px=1, possible_before=hint)
+    assert name[classes[25, 25]] == "new" and new.sum() == 100 - 9
+    # the same pit beside scar mapped before has expanded
+    classes, new = change_classes(pit, hint, hint, pixel_ha, min_change_ha=0.5, tolerance_px=1)
+    assert name[classes[25, 25]] == "expanded" and new.sum() == 100 - 9
     # a new pit with a ragged edge (0.65 ha; an opening would leave 0.49 ha) beside one pixel mapped
     # before: its new ground is the whole compact patch, not what an opening of it leaves
     pit = square(empty.copy(), 20, 20, 9)

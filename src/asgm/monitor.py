@@ -144,7 +144,9 @@ def change_classes(current: np.ndarray, previous: np.ndarray | None, before: np.
     """Classify a period's scar against the previous period's (``previous``) and everything mapped
     before it (``before``, the cumulative footprint up to the previous period). ``possible_before``
     adds the earlier pixels that were possibly mine ground (mapped only weakly, below the scar's
-    threshold): nothing there is new mining.
+    threshold): nothing there is new mining. A patch is ``expanded`` when it touches scar mapped
+    before and has at least ``min_change_ha`` of new ground, ``new`` when it touches no mapped scar
+    (beside places that only looked possibly mine, only its ground beyond them counts).
 
     Returns
     -------
@@ -158,9 +160,10 @@ def change_classes(current: np.ndarray, previous: np.ndarray | None, before: np.
     if before is None:
         classes[current] = 1 + CHANGE_CLASSES.index("new")
         return classes, current.copy()
-    if possible_before is not None:
-        before = before | possible_before
-    grown = ndimage.binary_dilation(before, EIGHT, iterations=tolerance_px) if tolerance_px else before
+    within = {"mapped": before, "any": before if possible_before is None else before | possible_before}
+    if tolerance_px:
+        within = {k: ndimage.binary_dilation(m, EIGHT, iterations=tolerance_px) for k, m in within.items()}
+    grown = within["any"]
     # New pixels, cleaned of isolated edge pixels (jitter, mixed pixels) by an opening; a compact
     # patch of new ground (not long and narrow, at least the minimum mapping unit) is kept whole,
     # since the opening would also erode a thin new pit that is no edge jitter.
@@ -170,10 +173,14 @@ def change_classes(current: np.ndarray, previous: np.ndarray | None, before: np.
     if n:
         index = np.arange(1, n + 1)
         touches_before = ndimage.maximum(grown, labels, index).astype(bool)
+        touches_mapped = ndimage.maximum(within["mapped"], labels, index).astype(bool)
         new_ha = ndimage.sum(new, labels, index) * pixel_ha
         area_ha = ndimage.sum(current, labels, index) * pixel_ha
+        # expanded: grown out of scar mapped before; a patch beside places that only looked possibly
+        # mine is new (its new ground counted without those places)
+        grown_kind = np.where(touches_mapped, 1 + CHANGE_CLASSES.index("expanded"), 1 + CHANGE_CLASSES.index("new"))
         kind = np.where(~touches_before, np.where(area_ha >= min_change_ha, 1 + CHANGE_CLASSES.index("new"), 0),
-                        np.where(new_ha >= min_change_ha, 1 + CHANGE_CLASSES.index("expanded"), 1 + CHANGE_CLASSES.index("persisting")))
+                        np.where(new_ha >= min_change_ha, grown_kind, 1 + CHANGE_CLASSES.index("persisting")))
         classes[current] = np.concatenate([[0], kind])[labels[current]]
         # A patch that is new as a whole is new everywhere; an expanded one only where it grew; new
         # patches smaller than min_change_ha are left out of the change products (flicker, noise).
