@@ -31,11 +31,10 @@ import time
 
 import numpy as np
 import pandas as pd
+from scipy import ndimage
 from real_baseline import real_folds  # a sibling script: run from any directory as python benchmarks/real_scar.py
 
 from asgm.evaluate import block_bootstrap
-from scipy import ndimage
-
 from asgm.scar import (EIGHT, MAX_ELONGATION, MIN_PIXELS, SCAR_BANDS, candidates, kept_patches, mine_probability, rivers, scar_mask,
                        train_scar_classifier)
 
