@@ -35,8 +35,8 @@ from scipy import ndimage
 from real_baseline import real_folds  # a sibling script: run from any directory as python benchmarks/real_scar.py
 
 from asgm.evaluate import block_bootstrap
-from asgm.scar import (EIGHT, MAX_ELONGATION, MIN_PIXELS, SCAR_BANDS, candidates, kept_patches, mine_probability, rivers, scar_mask,
-                       train_scar_classifier)
+from asgm.scar import (EIGHT, MAX_ELONGATION, MIN_PIXELS, SCAR_BANDS, candidates, kept_patches, mine_probability, patches_touching, rivers,
+                       scar_mask, train_scar_classifier)
 
 PIXEL_HA = 0.01  # 10 m pixels
 NDVI_MAX = 0.25  # monitoring.scar_ndvi's default
@@ -45,9 +45,7 @@ NDVI_MAX = 0.25  # monitoring.scar_ndvi's default
 def with_ponds(water: np.ndarray, scar: np.ndarray, footprint: np.ndarray) -> np.ndarray:
     """``scar`` and every water body (not a river, at least the mapping unit) that touches it."""
     ponds = kept_patches(water & ~rivers(water), footprint, 0.5, MIN_PIXELS, MAX_ELONGATION)
-    labels, _ = ndimage.label(ponds, structure=EIGHT)
-    touched = np.unique(labels[ndimage.binary_dilation(scar, EIGHT) & ponds])
-    return scar | np.isin(labels, touched[touched > 0])
+    return scar | patches_touching(ponds, ndimage.binary_dilation(scar, EIGHT))
 
 
 def mapped_scar(dataset, rows: np.ndarray, classifier, ponds: bool = False) -> pd.DataFrame:

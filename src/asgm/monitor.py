@@ -160,10 +160,8 @@ def change_classes(current: np.ndarray, previous: np.ndarray | None, before: np.
     if before is None:
         classes[current] = 1 + CHANGE_CLASSES.index("new")
         return classes, current.copy()
-    within = {"mapped": before, "any": before if possible_before is None else before | possible_before}
-    if tolerance_px:
-        within = {k: ndimage.binary_dilation(m, EIGHT, iterations=tolerance_px) for k, m in within.items()}
-    grown = within["any"]
+    mapped_near = _near(before, tolerance_px)
+    grown = mapped_near if possible_before is None else _near(before | possible_before, tolerance_px)
     # New pixels, cleaned of isolated edge pixels (jitter, mixed pixels) by an opening; a compact
     # patch of new ground (not long and narrow, at least the minimum mapping unit) is kept whole,
     # since the opening would also erode a thin new pit that is no edge jitter.
@@ -173,7 +171,7 @@ def change_classes(current: np.ndarray, previous: np.ndarray | None, before: np.
     if n:
         index = np.arange(1, n + 1)
         touches_before = ndimage.maximum(grown, labels, index).astype(bool)
-        touches_mapped = ndimage.maximum(within["mapped"], labels, index).astype(bool)
+        touches_mapped = ndimage.maximum(mapped_near, labels, index).astype(bool)
         new_ha = ndimage.sum(new, labels, index) * pixel_ha
         area_ha = ndimage.sum(current, labels, index) * pixel_ha
         # expanded: grown out of scar mapped before; a patch beside places that only looked possibly
@@ -186,13 +184,18 @@ def change_classes(current: np.ndarray, previous: np.ndarray | None, before: np.
         # patches smaller than min_change_ha are left out of the change products (flicker, noise).
         new &= np.isin(labels, index[(kind != 1 + CHANGE_CLASSES.index("persisting")) & (kind != 0)])
     if previous is not None:
-        kept = ndimage.binary_dilation(current, EIGHT, iterations=tolerance_px) if tolerance_px else current
+        kept = _near(current, tolerance_px)
         gone = ndimage.binary_opening(previous & ~kept, EIGHT)
         labels, n = ndimage.label(gone, structure=EIGHT)
         if n:
             big = ndimage.sum(gone, labels, np.arange(1, n + 1)) * pixel_ha >= min_change_ha
             classes[np.isin(labels, np.flatnonzero(big) + 1) & (classes == 0)] = 1 + CHANGE_CLASSES.index("receded")
     return classes, new
+
+
+def _near(mask: np.ndarray, tolerance_px: int) -> np.ndarray:
+    """``mask`` grown by ``tolerance_px`` pixels (0: itself; scipy's 0 iterations would grow it until it stops)."""
+    return ndimage.binary_dilation(mask, EIGHT, iterations=tolerance_px) if tolerance_px else mask
 
 
 def change_polygons(classes: np.ndarray, new: np.ndarray, first_seen: np.ndarray, confidence: np.ndarray, grid: Grid,

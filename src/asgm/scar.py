@@ -305,9 +305,14 @@ def scar_mask(reflectance: dict[str, np.ndarray], footprint: np.ndarray, classif
     ponds = kept_patches(water, footprint, inside_share, min_pixels, max_elongation)
     ground = kept_patches(bare, footprint, inside_share, min_pixels, max_elongation)
     near = ndimage.binary_dilation(ponds, EIGHT, iterations=pond_distance_px) if ponds.any() else ponds
-    labels, _ = ndimage.label(ground, structure=EIGHT)
-    touched = np.unique(labels[near & ground])
-    return (ponds | np.isin(labels, touched[touched > 0])) & footprint
+    return (ponds | patches_touching(ground, near)) & footprint
+
+
+def patches_touching(cover: np.ndarray, near: np.ndarray) -> np.ndarray:
+    """The connected patches of ``cover`` that have at least one pixel in ``near``."""
+    labels, _ = ndimage.label(cover, structure=EIGHT)
+    touched = np.unique(labels[near & cover])
+    return np.isin(labels, touched[touched > 0])
 
 
 def kept_patches(cover: np.ndarray, footprint: np.ndarray, inside_share: float, min_pixels: int, max_elongation: float | None = None) -> np.ndarray:
