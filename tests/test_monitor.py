@@ -205,6 +205,8 @@ def test_new_mining_is_judged_on_what_each_polygon_claims_is_new(tmp_path):
     assert row["new_polygons"] == 3 and row["new_precision"] == pytest.approx(2 / 3, abs=1e-3)  # A's growth and B right, the false patch wrong
     assert row["new_sites"] == 2 and row["new_recall"] == pytest.approx(0.5)  # B found, C missed
     assert table.loc["2023", "iou"] == 1.0 and table.loc["2024", "iou"] == pytest.approx(564 / 692, abs=1e-3)
+    exact = evaluate_history(history, mapped, changes, {"2024": new}, GRID, min_change_ha=0.5, tolerance_px=0).loc["2024"]
+    assert exact["new_precision"] == pytest.approx(2 / 3, abs=1e-3)  # no tolerance is no growth, not growth until it stops
     # Wilson's interval of 1 in 2: centre (k + z²/2) / (n + z²), half-width z·sqrt(k(n−k)/n + z²/4) / (n + z²)
     z = 1.959964
     half = z * np.sqrt(1 * 1 / 2 + z**2 / 4) / (2 + z**2)

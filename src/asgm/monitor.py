@@ -590,7 +590,7 @@ def evaluate_history(history, masks: dict[str, np.ndarray], changes: dict[str, g
         pooled = {k: pooled[k] + v for k, v in pixels.items()}
         row = {"period": name} | _area_scores(**pixels, pixel_ha=grid.pixel_ha)
         if truth_before is not None:
-            true_new = ndimage.binary_dilation(truth & ~ndimage.binary_dilation(truth_before, EIGHT, iterations=tolerance_px), EIGHT, iterations=tolerance_px)
+            true_new = _near(truth & ~_near(truth_before, tolerance_px), tolerance_px)
             change = changes[name]
             mapped = change[change["change"].isin(["new", "expanded"])]
             sites = gpd.read_file(history.mine_polygons(name)).to_crs(grid.crs)
