@@ -188,6 +188,25 @@ def test_predict_cli_round_trip(trained, tmp_path):
     assert (pred["prediction"] == (pred["probability"] >= threshold)).all()
 
 
+def test_predict_applies_the_operating_point_asked_for(trained, tmp_path, capsys):
+    import shutil
+
+    data, model_dir = trained
+    thresholds = json.loads((model_dir / "threshold.json").read_text())
+    for point in predict.OPERATING_POINTS:
+        out = tmp_path / f"{point}.csv"
+        assert predict.main(["--model_directory", str(model_dir), "--input_directory", str(data), "--output", str(out), "--operating_point", point]) == 0
+        threshold = thresholds[point]["threshold"]
+        pred = pd.read_csv(out)
+        assert (pred["prediction"] == (pred["probability"] >= threshold)).all()
+        assert f"(probability >= {threshold:.3f}, the {point} threshold)" in capsys.readouterr().out
+    # A model directory without that threshold (an older asgm) is named, and nothing is written.
+    old = shutil.copytree(model_dir, tmp_path / "old_model")
+    (old / "threshold.json").write_text(json.dumps({"threshold": thresholds["threshold"]}))
+    assert predict.main(["--model_directory", str(old), "--input_directory", str(data), "--output", str(tmp_path / "x.csv"), "--operating_point", "f0_5"]) == 2
+    assert "threshold.json" in capsys.readouterr().err and not (tmp_path / "x.csv").exists()
+
+
 def test_model_picks_its_channels_by_name_from_a_wider_dataset(trained, tmp_path):
     data, model_dir = trained
     wider = write_toy_dataset(tmp_path / "wider", n=120, channels=("B1", "B2", "B3", "B4", "B8", "highway", "waterway"))

@@ -3,6 +3,9 @@
 ``python -m asgm.predict --model_directory DIR/NAME --input_directory DATASET --output FILE.csv``
 writes ``patch_id, probability, prediction`` (prediction: probability ≥ the saved threshold).
 The dataset must hold every channel the model was trained on, by name; extra channels are ignored.
+``--operating_point`` picks which of the thresholds chosen on validation decides: ``f1`` (the
+default: maximum F1), ``f0_5`` (maximum F0.5: fewer false alarms) or ``specificity`` (the most
+sensitive threshold with validation specificity ≥ ``training.min_specificity``).
 """
 
 from __future__ import annotations
@@ -24,6 +27,9 @@ from asgm.models import normalize_patches, predict_probabilities
 from asgm.patches import Dataset, read_dataset
 from asgm.progress import progress_bar
 from asgm.train import MODEL_FILES
+
+#: The thresholds of ``threshold.json`` that may decide a prediction (``--operating_point``).
+OPERATING_POINTS = ("f1", "f0_5", "specificity")
 
 
 @dataclass
@@ -49,6 +55,15 @@ class TrainedModel:
     def threshold(self) -> float:
         """The decision threshold, on calibrated probabilities (chosen on validation)."""
         return float(self.thresholds["threshold"])
+
+    def threshold_at(self, operating_point: str) -> float:
+        """The validation threshold of one of :data:`OPERATING_POINTS` (``f1`` is :attr:`threshold`)."""
+        if operating_point == "f1":
+            return self.threshold
+        chosen = self.thresholds.get(operating_point)
+        if not isinstance(chosen, dict) or isinstance(chosen.get("threshold"), bool) or not isinstance(chosen.get("threshold"), (int, float)):
+            raise InputFileError(self.path / "threshold.json", f"no {operating_point!r} threshold", "retrain the model with this version of asgm, or use --operating_point f1")
+        return float(chosen["threshold"])
 
     def calibrate(self, raw: np.ndarray) -> np.ndarray:
         """Calibrated probabilities from the network's outputs (the scale of :attr:`threshold`)."""
@@ -109,10 +124,13 @@ def load_trained_model(model_directory: str | Path) -> TrainedModel:
     return TrainedModel(path, model, config, thresholds, calibration)
 
 
-def predict_dataset(model_directory: str | Path, input_directory: str | Path, output: str | Path, progress: bool = True) -> pd.DataFrame:
-    """Write ``patch_id, probability, prediction`` for every patch of a dataset to ``output`` (CSV)."""
+def predict_dataset(model_directory: str | Path, input_directory: str | Path, output: str | Path, progress: bool = True,
+                    operating_point: str = "f1") -> pd.DataFrame:
+    """Write ``patch_id, probability, prediction`` for every patch of a dataset to ``output`` (CSV);
+    ``prediction`` is 1 where the probability reaches the threshold of ``operating_point``."""
     check_target(output, directory=False, what="predictions CSV")
     trained = load_trained_model(model_directory)
+    threshold = trained.threshold_at(operating_point)
     dataset = read_dataset(input_directory)
     if dataset.imagery_is_constant():
         warnings.warn(f"{Path(input_directory) / 'patches.npy'}: every reflectance channel holds one value in every patch (an all-zero or "
@@ -120,7 +138,8 @@ def predict_dataset(model_directory: str | Path, input_directory: str | Path, ou
                       "can tell patches apart); check the dataset before trusting the predictions", AsgmWarning, stacklevel=2)
     probability = trained.predict(dataset, progress=progress)
     table = pd.DataFrame({"patch_id": dataset.index["patch_id"], "probability": probability,
-                          "prediction": (probability >= trained.threshold).astype(int)})
+                          "prediction": (probability >= threshold).astype(int)})
+    table.attrs["threshold"] = threshold
     with atomic_path(output) as tmp:
         table.to_csv(tmp, index=False)
     return table
@@ -131,13 +150,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model_directory", required=True, type=Path, help="a model directory written by asgm.train")
     parser.add_argument("--input_directory", required=True, type=Path, help="dataset directory (patches.npy, index.csv, dataset.json)")
     parser.add_argument("--output", required=True, type=Path, help="CSV to write")
+    parser.add_argument("--operating_point", choices=OPERATING_POINTS, default="f1",
+                        help="which validation threshold decides `prediction`: f1 (maximum F1, the default), f0_5 (maximum F0.5: "
+                             "fewer false alarms, more misses) or specificity (validation specificity >= training.min_specificity)")
     args = parser.parse_args(argv)
     try:
-        table = predict_dataset(args.model_directory, args.input_directory, args.output)
+        table = predict_dataset(args.model_directory, args.input_directory, args.output, operating_point=args.operating_point)
     except AsgmError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"{args.output}: {len(table)} patches, {int(table['prediction'].sum())} predicted mines")
+    print(f"{args.output}: {len(table)} patches, {int(table['prediction'].sum())} predicted mines "
+          f"(probability >= {table.attrs['threshold']:.3f}, the {args.operating_point} threshold)")
     return 0
 
 
