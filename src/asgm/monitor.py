@@ -47,7 +47,7 @@ from shapely.geometry import box, shape
 from asgm.atomic import atomic_path, plain_name
 from asgm.errors import AsgmError, InputFileError
 from asgm.progress import progress_bar
-from asgm.scar import (EIGHT, MAX_ELONGATION, MIN_PIXELS, Grid, ensure_scar_classifier, kept_patches, mine_probability, read_grid,
+from asgm.scar import (EIGHT, MAX_ELONGATION, MIN_PIXELS, Grid, ensure_scar_classifier, grown_by, kept_patches, mine_probability, read_grid,
                        read_reflectance, scar_mask)
 
 #: Equal-area CRS for hectares (WGS 84 / NSIDC EASE-Grid 2.0 Global): areas stay right across UTM zones.
@@ -160,8 +160,8 @@ def change_classes(current: np.ndarray, previous: np.ndarray | None, before: np.
     if before is None:
         classes[current] = 1 + CHANGE_CLASSES.index("new")
         return classes, current.copy()
-    mapped_near = _near(before, tolerance_px)
-    grown = mapped_near if possible_before is None else _near(before | possible_before, tolerance_px)
+    mapped_near = grown_by(before, tolerance_px)
+    grown = mapped_near if possible_before is None else grown_by(before | possible_before, tolerance_px)
     # New pixels, cleaned of isolated edge pixels (jitter, mixed pixels) by an opening; a compact
     # patch of new ground (not long and narrow, at least the minimum mapping unit) is kept whole,
     # since the opening would also erode a thin new pit that is no edge jitter.
@@ -184,18 +184,13 @@ def change_classes(current: np.ndarray, previous: np.ndarray | None, before: np.
         # patches smaller than min_change_ha are left out of the change products (flicker, noise).
         new &= np.isin(labels, index[(kind != 1 + CHANGE_CLASSES.index("persisting")) & (kind != 0)])
     if previous is not None:
-        kept = _near(current, tolerance_px)
+        kept = grown_by(current, tolerance_px)
         gone = ndimage.binary_opening(previous & ~kept, EIGHT)
         labels, n = ndimage.label(gone, structure=EIGHT)
         if n:
             big = ndimage.sum(gone, labels, np.arange(1, n + 1)) * pixel_ha >= min_change_ha
             classes[np.isin(labels, np.flatnonzero(big) + 1) & (classes == 0)] = 1 + CHANGE_CLASSES.index("receded")
     return classes, new
-
-
-def _near(mask: np.ndarray, tolerance_px: int) -> np.ndarray:
-    """``mask`` grown by ``tolerance_px`` pixels (0: itself; scipy's 0 iterations would grow it until it stops)."""
-    return ndimage.binary_dilation(mask, EIGHT, iterations=tolerance_px) if tolerance_px else mask
 
 
 def change_polygons(classes: np.ndarray, new: np.ndarray, first_seen: np.ndarray, confidence: np.ndarray, grid: Grid,
@@ -590,7 +585,7 @@ def evaluate_history(history, masks: dict[str, np.ndarray], changes: dict[str, g
         pooled = {k: pooled[k] + v for k, v in pixels.items()}
         row = {"period": name} | _area_scores(**pixels, pixel_ha=grid.pixel_ha)
         if truth_before is not None:
-            true_new = _near(truth & ~_near(truth_before, tolerance_px), tolerance_px)
+            true_new = grown_by(truth & ~grown_by(truth_before, tolerance_px), tolerance_px)
             change = changes[name]
             mapped = change[change["change"].isin(["new", "expanded"])]
             sites = gpd.read_file(history.mine_polygons(name)).to_crs(grid.crs)

@@ -304,8 +304,13 @@ def scar_mask(reflectance: dict[str, np.ndarray], footprint: np.ndarray, classif
     water, bare = candidates(reflectance, ndvi_max)
     ponds = kept_patches(water, footprint, inside_share, min_pixels, max_elongation)
     ground = kept_patches(bare, footprint, inside_share, min_pixels, max_elongation)
-    near = ndimage.binary_dilation(ponds, EIGHT, iterations=pond_distance_px) if ponds.any() else ponds
+    near = grown_by(ponds, pond_distance_px)
     return (ponds | patches_touching(ground, near)) & footprint
+
+
+def grown_by(mask: np.ndarray, pixels: int) -> np.ndarray:
+    """``mask`` grown by ``pixels`` pixels (0: itself; scipy's 0 iterations would grow it until it stops)."""
+    return ndimage.binary_dilation(mask, EIGHT, iterations=pixels) if pixels else mask
 
 
 def patches_touching(cover: np.ndarray, near: np.ndarray) -> np.ndarray:
