@@ -61,7 +61,7 @@ class TrainedModel:
         if operating_point == "f1":
             return self.threshold
         chosen = self.thresholds.get(operating_point)
-        if not isinstance(chosen, dict) or isinstance(chosen.get("threshold"), bool) or not isinstance(chosen.get("threshold"), (int, float)):
+        if not isinstance(chosen, dict) or not _is_number(chosen.get("threshold")):
             raise InputFileError(self.path / "threshold.json", f"no {operating_point!r} threshold", "retrain the model with this version of asgm, or use --operating_point f1")
         return float(chosen["threshold"])
 
@@ -92,6 +92,11 @@ class TrainedModel:
         return self.calibrate(out)
 
 
+def _is_number(value) -> bool:
+    """A JSON number (``true``/``false`` are Python ints, and no threshold)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def load_trained_model(model_directory: str | Path) -> TrainedModel:
     """Read a model directory written by :func:`asgm.train.train_experiment`.
 
@@ -110,7 +115,7 @@ def load_trained_model(model_directory: str | Path) -> TrainedModel:
     config, thresholds, calibration = (read_json_object(path / name, "retrain the model") for name in ("config.json", "threshold.json", "calibration.json"))
     if not isinstance(config.get("channels"), list) or not isinstance(config.get("patch_size"), int):
         raise InputFileError(path / "config.json", "lacks the model's channels (a list) or patch_size", "retrain the model: config.json is written by asgm.train")
-    if isinstance(thresholds.get("threshold"), bool) or not isinstance(thresholds.get("threshold"), (int, float)):
+    if not _is_number(thresholds.get("threshold")):
         raise InputFileError(path / "threshold.json", f"threshold must be a number, not {thresholds.get('threshold')!r}", "retrain the model, or set it to a probability such as 0.5")
     needs = {"none": (), "platt": ("slope", "intercept"), "isotonic": ("x", "y")}
     method = calibration.get("method")
