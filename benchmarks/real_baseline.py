@@ -35,8 +35,9 @@ def band_features(patches: np.ndarray) -> np.ndarray:
     return np.concatenate([quantiles, pixels.std(axis=1)], axis=1)
 
 
-def real_folds(description: str, switches: dict[str, str] | None = None):
-    """The command line (``--evaluation``, ``--fold-seed`` and the on/off ``switches``: flag → help),
+def real_folds(description: str, switches: dict[str, str] | None = None, options: dict[str, tuple] | None = None):
+    """The command line (``--evaluation``, ``--fold-seed``, the on/off ``switches``: flag → help, and
+    the ``options``: flag → (type, default, help)),
     the real dataset, and the folds or regions of ``benchmarks/real_amazon6.py`` (the same seed
     gives the same folds)."""
     parser = argparse.ArgumentParser(description=description)
@@ -44,6 +45,8 @@ def real_folds(description: str, switches: dict[str, str] | None = None):
     parser.add_argument("--fold-seed", type=int, default=0)
     for flag, help_text in (switches or {}).items():
         parser.add_argument(flag, action="store_true", help=help_text)
+    for flag, (kind, default, help_text) in (options or {}).items():
+        parser.add_argument(flag, type=kind, default=default, help=help_text)
     args = parser.parse_args()
     if not (DATA / "patches.npy").is_file():
         raise SystemExit(f"real data not found at {DATA} (set ASGM_REFERENCE_DATA)")

@@ -22,7 +22,7 @@ are given with 95 % block-bootstrap intervals.
 ``--ponds`` also maps a rule that was tried on the demo and not adopted: every water body (not a
 river, at least the 0.1 ha mapping unit) that touches the mapped scar joins it as a mine pond.
 
-Usage: python benchmarks/real_scar.py [--evaluation regions|kfold] [--ponds]
+Usage: python benchmarks/real_scar.py [--evaluation regions|kfold] [--ponds] [--grow_px N]
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from scipy import ndimage
 from real_baseline import real_folds  # a sibling script: run from any directory as python benchmarks/real_scar.py
 
 from asgm.evaluate import block_bootstrap
-from asgm.scar import (EIGHT, MAX_ELONGATION, MIN_PIXELS, SCAR_BANDS, candidates, kept_patches, mine_probability, patches_touching, rivers,
+from asgm.scar import (EIGHT, GROW_PX, MAX_ELONGATION, MIN_PIXELS, SCAR_BANDS, candidates, kept_patches, mine_probability, patches_touching, rivers,
                        scar_mask, train_scar_classifier)
 
 PIXEL_HA = 0.01  # 10 m pixels
@@ -48,9 +48,10 @@ def with_ponds(water: np.ndarray, scar: np.ndarray, footprint: np.ndarray) -> np
     return scar | patches_touching(ponds, ndimage.binary_dilation(scar, EIGHT))
 
 
-def mapped_scar(dataset, rows: np.ndarray, classifier, ponds: bool = False) -> pd.DataFrame:
-    """Per patch of ``rows``: hectares of candidate ground (water and bare) and of mapped scar (and
-    with ``ponds`` of the scar with :func:`with_ponds`), with the whole patch as the detection footprint."""
+def mapped_scar(dataset, rows: np.ndarray, classifier, ponds: bool = False, grow_px: int = GROW_PX) -> pd.DataFrame:
+    """Per patch of ``rows``: hectares of candidate ground (water and bare) and of mapped scar (grown
+    by ``grow_px``; with ``ponds`` also of the scar with :func:`with_ponds`), with the whole patch as
+    the detection footprint."""
     channels, scale = list(dataset.channels), float(dataset.meta["scale"])
     footprint = np.ones(dataset.patches.shape[1:3], dtype=bool)
     out = []
@@ -59,7 +60,7 @@ def mapped_scar(dataset, rows: np.ndarray, classifier, ponds: bool = False) -> p
         reflectance = {b: patch[..., channels.index(b)] / scale for b in SCAR_BANDS}
         water, bare = candidates(reflectance, NDVI_MAX)
         probability = mine_probability(reflectance, footprint, classifier, NDVI_MAX)
-        scar = scar_mask(reflectance, footprint, classifier, NDVI_MAX, probability=probability)
+        scar = scar_mask(reflectance, footprint, classifier, NDVI_MAX, probability=probability, grow_px=grow_px)
         out.append({"candidate_ha": float((water | bare).sum()) * PIXEL_HA, "scar_ha": float(scar.sum()) * PIXEL_HA}
                    | ({"scar_ponds_ha": float(with_ponds(water, scar, footprint).sum()) * PIXEL_HA} if ponds else {}))
     return pd.DataFrame(out, index=dataset.index.index[rows])
@@ -76,7 +77,8 @@ def share_interval(y: np.ndarray, score: np.ndarray, blocks: np.ndarray, thresho
 
 
 def main() -> None:
-    args, dataset, groups, splits = real_folds(__doc__.split("\n\n")[0], {"--ponds": "also map the scar with the pond rule"})
+    args, dataset, groups, splits = real_folds(__doc__.split("\n\n")[0], {"--ponds": "also map the scar with the pond rule"},
+                                               {"--grow_px": (int, GROW_PX, "the scar's growth into weaker pixels (0: none, the default before 2026-12-03)")})
     index = dataset.index
     print(f"REAL data, {args.evaluation}: the monitoring's scar classifier, each held-out patch mapped as a detected window")
     parts = []
@@ -85,7 +87,7 @@ def main() -> None:
         used = np.flatnonzero(split["split"].to_numpy() != "test")
         held = np.flatnonzero(split["split"].to_numpy() == "test")
         classifier = train_scar_classifier(dataset, used, split["block"].to_numpy()[used], NDVI_MAX)
-        mapped = mapped_scar(dataset, held, classifier, args.ponds).assign(fold=fold, threshold=classifier.threshold)
+        mapped = mapped_scar(dataset, held, classifier, args.ponds, args.grow_px).assign(fold=fold, threshold=classifier.threshold)
         parts.append(mapped)
         y = index["label"].to_numpy()[held]
         print(f"  {args.evaluation} {fold}: threshold {classifier.threshold:.2f}; mean scar {mapped['scar_ha'][y == 1].mean():.2f} ha per mine patch, "

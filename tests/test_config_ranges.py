@@ -40,6 +40,8 @@ CASES = [
     ("training.augment", lambda r: r["training"].update(augment=["dihedral", "cutmix"])),
     ("training.calibration", lambda r: r["training"].update(calibration="temperature")),
     ("monitoring.new_hysteresis", lambda r: r["monitoring"].update(new_hysteresis=0)),
+    ("monitoring.scar_grow_px", lambda r: r["monitoring"].update(scar_grow_px=-1)),
+    ("monitoring.scar_grow_fraction", lambda r: r["monitoring"].update(scar_grow_fraction=1.5)),
     ("monitoring.min_change_ha", lambda r: r["monitoring"].update(min_change_ha=-0.5)),
     ("monitoring.demo_size_km", lambda r: r["monitoring"].update(demo_size_km=0)),
 ]

@@ -18,8 +18,8 @@ from shapely.geometry import Polygon, box
 from asgm.config import MonitoringConfig, SyntheticConfig, load_profile
 from asgm.errors import ConfigError
 from asgm.imagery.demo_history import generate_demo_history
-from asgm.monitor import (CHANGE_CLASSES, alerts, change_classes, change_polygons, detection_windows, mask_polygons, window_products,
-                          zone_statistics)
+from asgm.monitor import (CHANGE_CLASSES, alerts, change_classes, change_polygons, detection_windows, established_ground, mask_polygons,
+                          window_products, zone_statistics)
 from asgm.scar import SCAR_BANDS, Grid, scar_mask
 from tests.conftest import LEFT, TOP, UTM20, ZONES_OSM, write_raster
 
@@ -157,6 +157,31 @@ def test_change_classes_on_hand_built_footprints():
     speck = square(empty.copy(), 18, 18, 1)
     classes, new = change_classes(pit, speck, speck, pixel_ha, min_change_ha=0.5, tolerance_px=2)
     assert name[classes[24, 24]] == "expanded" and new.sum() == 64  # all but the pixel within the tolerance
+
+
+def test_ground_open_before_is_not_new_mining():
+    """A field that was bare before and is mapped as scar now (brighter this period, say) is not new
+    mining; neither is a place the classifier called possibly mine before. A pit cut into forest
+    beside a track that was open before is new, all but the track."""
+    empty = np.zeros(GRID.shape, dtype=bool)
+    field, pit = square(empty.copy(), 5, 5, 12), square(empty.copy(), 30, 30, 12)
+    track = empty.copy()
+    track[36, :] = True  # 1 px wide, across the scene and the pit
+    earlier = {"B2": np.full(GRID.shape, 0.03), "B3": np.full(GRID.shape, 0.05), "B4": np.full(GRID.shape, 0.03), "B8": np.full(GRID.shape, 0.30)}
+    for b, v in zip(("B2", "B3", "B4", "B8"), (0.09, 0.14, 0.23, 0.28)):  # bare ground: NDVI 0.1
+        earlier[b] = np.where(field | track, v, earlier[b]).astype(np.float32)
+    weak = square(empty.copy(), 50, 5, 8)  # the classifier's probability reached the hysteresis there
+    probability = np.where(weak, 0.3, 0.0).astype(np.float32)
+    established = established_ground(earlier, empty, probability, threshold=0.5, hysteresis=0.5)
+    assert (established == (field | weak)).all()  # the 1 px track is no established ground
+    assert (established_ground(earlier, weak, None, None) == (field | weak)).all()  # the rules: the scar itself
+
+    current = field | pit | square(empty.copy(), 50, 5, 8)
+    classes, new = change_classes(current, empty, empty, GRID.pixel_ha, min_change_ha=0.5, tolerance_px=1, possible_before=established)
+    name = {i + 1: c for i, c in enumerate(CHANGE_CLASSES)}
+    assert name[classes[10, 10]] == "persisting" and not new[field].any()
+    assert name[classes[53, 8]] == "persisting" and not new[weak].any()
+    assert name[classes[35, 35]] == "new" and new[pit].sum() == 144
 
 
 def test_change_polygons_carry_area_first_period_and_confidence():
@@ -345,6 +370,30 @@ def test_classifier_scar_leaves_out_rivers_even_where_the_classifier_calls_them_
     probability = mine_probability(refl, footprint, calls_all_mine)
     assert probability[mine].min() == 1 and probability[river].max() == 0  # so no river is "possibly mine before" either
     assert (scar_mask(refl, footprint, calls_all_mine) == mine).all()
+
+
+def test_classifier_scar_grows_from_its_core_into_weaker_mine_ground():
+    """Seed and grow: the pixels above the threshold (a 10 px core) take in the weaker pixels around
+    them (a 2 px rim at 0.6 of the threshold) up to ``grow_px``, not a weak track running on from
+    them beyond that, not a weak patch that touches no core, not a pixel below ``grow_fraction``."""
+    from types import SimpleNamespace
+
+    empty = np.zeros(GRID.shape, dtype=bool)
+    core = square(empty.copy(), 20, 20, 10)
+    rim = square(empty.copy(), 18, 18, 14) & ~core
+    track = empty.copy()
+    track[24, 32:55] = True
+    apart = square(empty.copy(), 45, 5, 8)
+    probability = np.select([core, rim | track | apart], [0.9, 0.3], 0.0).astype(np.float32)
+    probability[18, 18] = 0.2  # below half the threshold
+    classifier = SimpleNamespace(threshold=0.5)
+    footprint = np.ones(GRID.shape, dtype=bool)
+    scar = scar_mask({}, footprint, classifier, probability=probability, grow_px=3, grow_fraction=0.5)
+    assert (scar[core | rim] == (core | rim)[core | rim]).sum() == (core | rim).sum() - 1 and not scar[18, 18]
+    assert scar[24, 30:33].all() and not scar[24, 33:].any()  # 3 px from the core (rim, then track), no further
+    assert not scar[apart].any()
+    assert (scar_mask({}, footprint, classifier, probability=probability, grow_px=0) == core).all()
+    assert not scar_mask({}, empty, classifier, probability=probability).any()  # nothing outside detections
 
 
 def test_history_is_deterministic_and_mines_only_appear_grow_or_revegetate(tmp_path):

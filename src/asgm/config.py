@@ -316,6 +316,10 @@ class MonitoringConfig:
     scar_method: str = "classifier"
     #: Bare ground is below this NDVI (scar candidates).
     scar_ndvi: float = 0.25
+    #: The classifier's scar grows by up to this many pixels into pixels whose probability reaches
+    #: ``scar_grow_fraction`` of its threshold (a mine's edges and hazy parts); 0: no growth.
+    scar_grow_px: int = 3
+    scar_grow_fraction: float = 0.5
     #: Changes smaller than this are not new, expanded or receded mining (jitter of edges).
     min_change_ha: float = 0.5
     #: A pixel is new mining only if, in every earlier period, the pixel classifier's probability
@@ -636,6 +640,10 @@ def _validate_monitoring(prof: Profile, src: Path) -> None:
         raise ConfigError("monitoring.scar_method", f"unknown method {mo.scar_method!r}", "use classifier or rules", src)
     if not -1 <= mo.scar_ndvi <= 1:
         raise ConfigError("monitoring.scar_ndvi", f"{mo.scar_ndvi} is not an NDVI", "give a value between -1 and 1, e.g. 0.25", src)
+    if mo.scar_grow_px < 0:
+        raise ConfigError("monitoring.scar_grow_px", f"{mo.scar_grow_px} is negative", "give a number of pixels, e.g. 3 (0: no growth)", src)
+    if not 0 < mo.scar_grow_fraction <= 1:
+        raise ConfigError("monitoring.scar_grow_fraction", f"{mo.scar_grow_fraction} is not a fraction of the scar threshold", "give a value in (0, 1], e.g. 0.5", src)
     if not 0 < mo.new_hysteresis <= 1:
         raise ConfigError("monitoring.new_hysteresis", f"{mo.new_hysteresis} is not a fraction of the scar threshold", "give a value in (0, 1], e.g. 0.5", src)
     if mo.min_change_ha < 0:

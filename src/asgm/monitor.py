@@ -12,9 +12,10 @@ path, finished tiles cached), detections are drawn as in notebook 05, and then:
   before it: ``new`` (nothing mapped there before), ``expanded`` (grew by at least
   ``min_change_ha``), ``persisting``; and what was mapped in the previous period and is gone:
   ``receded``. A tolerance of ``tolerance_px`` pixels absorbs the jitter of edges between periods,
-  and a hysteresis in time (``new_hysteresis``) keeps a mine mapped only weakly before from
-  being reported new: "before" also holds every earlier pixel whose mine-ground probability
-  reached that fraction of the classifier's threshold.
+  and "before" also holds the ground of :func:`established_ground`: every earlier pixel whose
+  mine-ground probability reached ``new_hysteresis`` of the classifier's threshold (a mine mapped
+  only weakly before is not new), and every earlier patch of open ground (a mine missed before, or
+  a field or a pond that looks different this period, is not new mining).
 - **windows** (:func:`detection_windows`): all pixel work happens in windows around the
   detections (with :data:`CONTEXT_PX` of context), read from the composites window by window, so a
   wall-to-wall region costs what its detections cost, not its area.
@@ -47,8 +48,8 @@ from shapely.geometry import box, shape
 from asgm.atomic import atomic_path, plain_name
 from asgm.errors import AsgmError, InputFileError
 from asgm.progress import progress_bar
-from asgm.scar import (EIGHT, MAX_ELONGATION, MIN_PIXELS, Grid, ensure_scar_classifier, grown_by, kept_patches, mine_probability, read_grid,
-                       read_reflectance, scar_mask)
+from asgm.scar import (EIGHT, MAX_ELONGATION, MIN_PIXELS, Grid, candidates, ensure_scar_classifier, grown_by, kept_patches, mine_probability,
+                       read_grid, read_reflectance, scar_mask)
 
 #: Equal-area CRS for hectares (WGS 84 / NSIDC EASE-Grid 2.0 Global): areas stay right across UTM zones.
 EQUAL_AREA = "EPSG:6933"
@@ -191,6 +192,23 @@ def change_classes(current: np.ndarray, previous: np.ndarray | None, before: np.
             big = ndimage.sum(gone, labels, np.arange(1, n + 1)) * pixel_ha >= min_change_ha
             classes[np.isin(labels, np.flatnonzero(big) + 1) & (classes == 0)] = 1 + CHANGE_CLASSES.index("receded")
     return classes, new
+
+
+def established_ground(reflectance: dict[str, np.ndarray], scar: np.ndarray, probability: np.ndarray | None, threshold: float | None,
+                       hysteresis: float = 0.5, ndvi_max: float = 0.25) -> np.ndarray:
+    """The pixels of one period where scar mapped in a later period is not new mining:
+
+    - possibly mine ground already: the classifier's ``probability`` reached ``hysteresis`` ×
+      ``threshold`` (a hysteresis in time: a mine mapped only weakly is not new when it is mapped
+      later); without a classifier (``probability`` None), the period's ``scar``;
+    - open ground already: water or bare ground (:func:`asgm.scar.candidates`) in compact patches of
+      at least the mapping unit (a field, a pit, a pond; not a road, a track or a river). Mining
+      turns forest and farmland into open ground; where the ground was open before, a scar mapped
+      now is a mine missed before, or a field, a sandbar or a pond that looks different this period.
+    """
+    possible = probability >= hysteresis * threshold if probability is not None else scar.copy()
+    ground = np.logical_or(*candidates(reflectance, ndvi_max))
+    return possible | kept_patches(ground, ground, 0.0, MIN_PIXELS, MAX_ELONGATION)
 
 
 def change_polygons(classes: np.ndarray, new: np.ndarray, first_seen: np.ndarray, confidence: np.ndarray, grid: Grid,
@@ -353,7 +371,8 @@ def window_products(window: Window, grid: Grid, rasters: dict[str, Path], found:
     classifier
         The scar's pixel classifier, or None for the rules (:func:`asgm.scar.scar_mask`).
     settings
-        ``scar_ndvi``, ``new_hysteresis`` and ``min_change_ha`` (a :class:`~asgm.config.MonitoringConfig`).
+        ``scar_ndvi``, ``scar_grow_px``, ``scar_grow_fraction``, ``new_hysteresis`` and ``min_change_ha``
+        (a :class:`~asgm.config.MonitoringConfig`).
     """
     local = window_grid(grid, window)
     names = tuple(rasters)
@@ -369,9 +388,10 @@ def window_products(window: Window, grid: Grid, rasters: dict[str, Path], found:
     for name, raster in rasters.items():
         reflectance, _ = read_reflectance(raster, scale, raster_bands, window=window)
         probability = mine_probability(reflectance, examined, classifier, settings.scar_ndvi) if classifier else None
-        masks[name] = scar_mask(reflectance, examined, classifier, ndvi_max=settings.scar_ndvi, probability=probability)
-        # hysteresis in time: a place is new mining only where every earlier period looked clearly not mine
-        possible[name] = probability >= settings.new_hysteresis * classifier.threshold if classifier else masks[name]
+        masks[name] = scar_mask(reflectance, examined, classifier, ndvi_max=settings.scar_ndvi, probability=probability,
+                                grow_px=settings.scar_grow_px, grow_fraction=settings.scar_grow_fraction)
+        possible[name] = established_ground(reflectance, masks[name], probability, classifier.threshold if classifier else None,
+                                            settings.new_hysteresis, settings.scar_ndvi)
         # the period's own detections' confidence; another period's where only that one detected the place
         confidences[name] = np.where(confidences[name] > 0, confidences[name], strongest)
         scars[name] = mask_polygons(masks[name], local, maxima={"confidence": confidences[name]})

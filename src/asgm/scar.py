@@ -1,7 +1,7 @@
 """The mining scar, pixel by pixel, inside the region scan's detections.
 
 A detection marks 48 px windows (23 ha each), far more than the mine inside them, so its area says
-little. Inside detections the scar is delineated at 10 m in two steps:
+little. Inside detections the scar is delineated at 10 m in three steps:
 
 1. **Candidates**: open water (NDWI > 0) and bare ground (NDVI below ``ndvi_max``), cloud-free.
    Everything vegetated is out.
@@ -20,6 +20,8 @@ little. Inside detections the scar is delineated at 10 m in two steps:
    detections and kilometres of context around them, see :func:`asgm.monitor.detection_windows`):
    turbid river water looks like a mine pond pixel by pixel. The price: a pond that touches a
    river is lost with it, and dredging in the channel is not mapped.
+3. **Seed and grow**: the scar patches kept grow by up to :data:`GROW_PX` pixels into candidate
+   pixels that reach :data:`GROW_FRACTION` of the threshold (a mine's edges and its hazy parts).
 
 Without a classifier, :func:`scar_mask` falls back to rules: candidate patches that lie mostly
 inside detections, are not long and narrow, and (for bare ground) lie within 50 m of a pond
@@ -48,6 +50,10 @@ CLASSIFIER_VERSION = 3
 MIN_PIXELS = 10
 #: A patch larger than this many discs of its widest point's radius is long and narrow.
 MAX_ELONGATION = 5.0
+#: The scar grows by up to this many pixels (30 m) into pixels that reach this fraction of the
+#: classifier's threshold (see :func:`scar_mask`).
+GROW_PX = 3
+GROW_FRACTION = 0.5
 
 
 @dataclass(frozen=True)
@@ -273,7 +279,7 @@ def rivers(water: np.ndarray, max_elongation: float = MAX_ELONGATION) -> np.ndar
 
 def scar_mask(reflectance: dict[str, np.ndarray], footprint: np.ndarray, classifier: ScarClassifier | None = None, ndvi_max: float = 0.25,
               inside_share: float = 0.5, min_pixels: int = MIN_PIXELS, max_elongation: float = MAX_ELONGATION, pond_distance_px: int = 5,
-              probability: np.ndarray | None = None) -> np.ndarray:
+              probability: np.ndarray | None = None, grow_px: int = GROW_PX, grow_fraction: float = GROW_FRACTION) -> np.ndarray:
     """Pixels of mining scar inside detection footprints (see the module's description).
 
     Parameters
@@ -296,11 +302,20 @@ def scar_mask(reflectance: dict[str, np.ndarray], footprint: np.ndarray, classif
         Without a classifier, bare ground counts only within this many pixels of a kept pond.
     probability
         The classifier's :func:`mine_probability` on the same inputs, when already computed.
+    grow_px, grow_fraction
+        With a classifier, the scar (its patches kept as above) grows by up to ``grow_px`` pixels
+        into pixels whose probability reaches ``grow_fraction`` of the threshold (0 px: no growth).
     """
     if classifier is not None:
         if probability is None:
             probability = mine_probability(reflectance, footprint, classifier, ndvi_max, max_elongation)
-        return kept_patches(probability >= classifier.threshold, footprint, inside_share, min_pixels, max_elongation) & footprint
+        scar = kept_patches(probability >= classifier.threshold, footprint, inside_share, min_pixels, max_elongation)
+        if grow_px:
+            # Seed and grow, as burned-area mapping does: a mine's edges and the parts of it under
+            # haze score lower than its core, but next to the core they are the same mine. The
+            # growth is bounded so that it does not run along a road or a stream that scores weakly.
+            scar = ndimage.binary_dilation(scar, EIGHT, iterations=grow_px, mask=probability >= grow_fraction * classifier.threshold)
+        return scar & footprint
     water, bare = candidates(reflectance, ndvi_max)
     ponds = kept_patches(water, footprint, inside_share, min_pixels, max_elongation)
     ground = kept_patches(bare, footprint, inside_share, min_pixels, max_elongation)
