@@ -448,6 +448,25 @@ def test_cli_without_periods_is_a_clear_error(tmp_path, capsys):
     assert "has no monitoring periods" in capsys.readouterr().err
 
 
+def test_cli_prints_the_demo_evaluation_labelled_synthetic(monkeypatch, capsys):
+    from types import SimpleNamespace
+
+    import asgm.monitor as monitor
+
+    evaluation = pd.DataFrame({"true_ha": [10.0, 12.0], "scar_ha": [11.0, 12.5], "area_error": [0.1, 0.042], "iou": [0.7, 0.72],
+                               "new_sites": [pd.NA, 4], "new_recall": [np.nan, 0.75], "new_recall_low": [np.nan, 0.3], "new_recall_high": [np.nan, 0.95],
+                               "new_polygons": [pd.NA, 3], "new_precision": [np.nan, 1.0], "new_precision_low": [np.nan, 0.44], "new_precision_high": [np.nan, 1.0]},
+                              index=pd.Index(["2023", "2024"], name="period"))
+    result = SimpleNamespace(summary=pd.DataFrame({"scar_ha": [11.0, 12.5]}), alerts=[], periods=("2023", "2024"), out_dir=Path("out"), evaluation=evaluation)
+    monkeypatch.setattr(monitor, "run_monitoring", lambda cfg, progress: result)
+    assert monitor.main(["--profile", "smoke", "--root", str(ROOT), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "SYNTHETIC" in out and "0.75 [0.30, 0.95]" in out and "1.00 [0.44, 1.00]" in out and "+4%" in out
+    result.evaluation = None  # real profiles: no truth, nothing printed about it
+    monitor.main(["--profile", "smoke", "--root", str(ROOT), "--no-progress"])
+    assert "SYNTHETIC" not in capsys.readouterr().out
+
+
 SAND = (0.17, 0.21, 0.29, 0.33, 0.38, 0.32)   # B2 B3 B4 B8 B11 B12 of mine sand (L1C-like)
 SOIL = (0.15, 0.16, 0.25, 0.29, 0.33, 0.26)   # a ploughed field: bare too, but darker and redder
 FOREST = (0.09, 0.09, 0.05, 0.30, 0.16, 0.07)

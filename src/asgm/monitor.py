@@ -691,6 +691,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(result.summary.to_string())
     print(f"{len(result.alerts)} alert(s) of new mining in {result.periods[-1]} -> {result.out_dir / 'alerts.geojson'}")
+    if result.evaluation is not None:
+        print(f"\nAgainst the SYNTHETIC history's truth (says nothing about real mining) -> {result.out_dir / 'evaluation.csv'}")
+        print(evaluation_summary(result.evaluation).to_string())
     return 0
 
 
