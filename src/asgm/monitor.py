@@ -205,6 +205,8 @@ def established_ground(reflectance: dict[str, np.ndarray], scar: np.ndarray, pro
       at least the mapping unit (a field, a pit, a pond; not a road, a track or a river). Mining
       turns forest and farmland into open ground; where the ground was open before, a scar mapped
       now is a mine missed before, or a field, a sandbar or a pond that looks different this period.
+      The price: a mine dug into ground open in any earlier period (an old scar, a field ploughed
+      once, ground bared by a fire) is not new mining (it is still scar).
     """
     possible = probability >= hysteresis * threshold if probability is not None else scar.copy()
     ground = np.logical_or(*candidates(reflectance, ndvi_max))
