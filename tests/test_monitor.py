@@ -448,6 +448,32 @@ def test_cli_without_periods_is_a_clear_error(tmp_path, capsys):
     assert "has no monitoring periods" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("content, problem", [
+    ({"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {"NOMBRE": "Canaima"},
+      "geometry": {"type": "Polygon", "coordinates": [[[-62, 6], [-61, 6], [-61, 7], [-62, 6]]]}}]}, "no 'name' property .*NOMBRE"),
+    ({"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {"name": "a town"},
+      "geometry": {"type": "Point", "coordinates": [-62, 6]}}]}, "Point geometries; zones must be polygons"),
+    ("not json at all", "not a readable vector file"),
+], ids=["no-name", "points", "garbage"])
+def test_a_bad_zones_file_is_named_before_any_period_is_scanned(tmp_path, monkeypatch, content, problem):
+    """The zones are read right after the periods' composites are known, so a zones file without
+    names (or of points) fails in seconds with its path, not after hours of scanning a real region."""
+    import dataclasses
+
+    import asgm.monitor as monitor
+    import asgm.scan
+    from asgm.errors import InputFileError
+
+    zones = tmp_path / "zones.geojson"
+    zones.write_text(content if isinstance(content, str) else json.dumps(content))
+    cfg = load_profile("smoke", root=ROOT)
+    cfg = dataclasses.replace(cfg, monitoring=dataclasses.replace(cfg.monitoring, zones=zones))
+    monkeypatch.setattr(monitor, "period_rasters", lambda cfg, progress: ({"a": tmp_path / "a.tif", "b": tmp_path / "b.tif"}, None))
+    monkeypatch.setattr(asgm.scan, "scan_region", lambda *a, **k: pytest.fail("scanned before the zones were read"))
+    with pytest.raises(InputFileError, match=f"(?s){zones}: .*{problem}.*How to fix"):
+        monitor.run_monitoring(cfg, progress=False)
+
+
 def test_cli_prints_the_demo_evaluation_labelled_synthetic(monkeypatch, capsys):
     from types import SimpleNamespace
 

@@ -421,6 +421,7 @@ def run_monitoring(cfg, progress: bool = True) -> MonitoringResult:
     timer = {"start": time.perf_counter()}
     mo, sc = cfg.monitoring, cfg.scan
     rasters, history = period_rasters(cfg, progress)
+    zones = monitoring_zones(cfg, history)  # a bad zones file fails here, not after the scans
     timer["rasters"] = time.perf_counter()
     names = tuple(rasters)
     model_dir = monitoring_model(cfg)
@@ -472,7 +473,6 @@ def run_monitoring(cfg, progress: bool = True) -> MonitoringResult:
         "receded_ha": [round(changes[n].loc[changes[n]["change"] == "receded", "area_ha"].sum(), 2) for n in names],
     }, index=pd.Index(names, name="period"))
     _write_csv(summary, out / "summary.csv")
-    zones = monitoring_zones(cfg, history)
     zone_table = None
     if zones is not None:
         zone_table = zone_statistics(scars, zones)
@@ -499,6 +499,32 @@ def run_monitoring(cfg, progress: bool = True) -> MonitoringResult:
                             zones, zone_table, newest, evaluation, seconds)
 
 
+def read_zones(path: str | Path) -> gpd.GeoDataFrame:
+    """A zones file (``monitoring.zones``): polygons with a ``name`` and a CRS.
+
+    Raises
+    ------
+    InputFileError
+        The file is missing or unreadable, or has no ``name`` property, no CRS or geometries that
+        are not polygons.
+    """
+    fix = "give a GeoJSON (or any file GDAL reads) of polygons with a name property and a CRS in monitoring.zones, or null for none"
+    if not Path(path).is_file():
+        raise InputFileError(path, "zones file not found", fix)
+    try:
+        zones = gpd.read_file(path)
+    except Exception as exc:  # GDAL's errors differ by driver; the file is what is wrong
+        raise InputFileError(path, f"is not a readable vector file ({exc})", fix) from None
+    if "name" not in zones:
+        raise InputFileError(path, f"has no 'name' property (it has: {', '.join(c for c in zones.columns if c != 'geometry') or 'none'})", fix)
+    if zones.crs is None and len(zones):
+        raise InputFileError(path, "has no CRS", fix)
+    kinds = set(zones.geom_type.dropna()) - {"Polygon", "MultiPolygon"}
+    if kinds:
+        raise InputFileError(path, f"has {', '.join(sorted(kinds))} geometries; zones must be polygons", fix)
+    return zones
+
+
 def monitoring_zones(cfg, history=None) -> gpd.GeoDataFrame | None:
     """The zones to report hectares for: ``monitoring.zones`` (or the SYNTHETIC history's), plus
     OpenStreetMap's named protected areas and indigenous lands inside the scan boundary when
@@ -510,9 +536,7 @@ def monitoring_zones(cfg, history=None) -> gpd.GeoDataFrame | None:
     mo, parts = cfg.monitoring, []
     path = mo.zones or (history.zones if history is not None else None)
     if path is not None:
-        if not Path(path).is_file():
-            raise InputFileError(path, "zones file not found", "give a GeoJSON of named polygons in monitoring.zones, or null for none")
-        parts.append(gpd.read_file(path))
+        parts.append(read_zones(path))
     if mo.osm_zones:
         kept = cfg.contextual_dir / "osm_zones.geojson"
         if kept.is_file():
