@@ -468,9 +468,31 @@ def test_a_bad_zones_file_is_named_before_any_period_is_scanned(tmp_path, monkey
     zones.write_text(content if isinstance(content, str) else json.dumps(content))
     cfg = load_profile("smoke", root=ROOT)
     cfg = dataclasses.replace(cfg, monitoring=dataclasses.replace(cfg.monitoring, zones=zones))
-    monkeypatch.setattr(monitor, "period_rasters", lambda cfg, progress: ({"a": tmp_path / "a.tif", "b": tmp_path / "b.tif"}, None))
+    composite = write_raster(tmp_path / "a.tif", np.full((6, 20, 20), 1000, dtype=np.uint16), bands=SCAR_BANDS)
+    monkeypatch.setattr(monitor, "period_rasters", lambda cfg, progress: ({"a": composite, "b": composite}, None))
     monkeypatch.setattr(asgm.scan, "scan_region", lambda *a, **k: pytest.fail("scanned before the zones were read"))
     with pytest.raises(InputFileError, match=f"(?s){zones}: .*{problem}.*How to fix"):
+        monitor.run_monitoring(cfg, progress=False)
+
+
+@pytest.mark.parametrize("second, problem", [
+    ({"left": LEFT + 10}, "is not on the pixel grid of the first period's composite"),
+    ({"bands": ("B2", "B3", "B4", "B8")}, r"lacks band\(s\) \['B11', 'B12'\] needed to delineate scars"),
+], ids=["shifted", "bands"])
+def test_period_composites_are_checked_before_any_period_is_scanned(tmp_path, monkeypatch, second, problem):
+    """Every period's composite must share the first one's grid and have the bands the scar needs;
+    the last period failing that is named before the first period is scanned."""
+    import asgm.monitor as monitor
+    import asgm.scan
+    from asgm.errors import InputFileError
+
+    first = write_raster(tmp_path / "2023.tif", np.full((6, 20, 20), 1000, dtype=np.uint16), bands=SCAR_BANDS)
+    bands = second.get("bands", SCAR_BANDS)
+    last = write_raster(tmp_path / "2024.tif", np.full((len(bands), 20, 20), 1000, dtype=np.uint16), bands=bands, left=second.get("left", LEFT))
+    cfg = load_profile("smoke", root=ROOT)
+    monkeypatch.setattr(monitor, "period_rasters", lambda cfg, progress: ({"2023": first, "2024": last}, None))
+    monkeypatch.setattr(asgm.scan, "scan_region", lambda *a, **k: pytest.fail("scanned before the composites were checked"))
+    with pytest.raises(InputFileError, match=f"(?s){last}: {problem}.*How to fix"):
         monitor.run_monitoring(cfg, progress=False)
 
 

@@ -49,7 +49,7 @@ from asgm.atomic import atomic_path, plain_name
 from asgm.errors import AsgmError, InputFileError
 from asgm.progress import progress_bar
 from asgm.scar import (EIGHT, MAX_ELONGATION, MIN_PIXELS, Grid, candidates, ensure_scar_classifier, grown_by, kept_patches, mine_probability,
-                       read_grid, read_reflectance, scar_mask)
+                       read_reflectance, scar_band_names, scar_mask)
 
 #: Equal-area CRS for hectares (WGS 84 / NSIDC EASE-Grid 2.0 Global): areas stay right across UTM zones.
 EQUAL_AREA = "EPSG:6933"
@@ -329,6 +329,26 @@ def period_rasters(cfg, progress: bool = True):
     return rasters, None
 
 
+def period_grid(rasters: dict[str, Path], raster_bands: tuple[str, ...] | None = None) -> Grid:
+    """The pixel grid that every period's composite shares (checked before any scan).
+
+    Raises
+    ------
+    InputFileError
+        A composite is on another grid than the first period's, or lacks a band the scar needs.
+    """
+    grid, first = None, next(iter(rasters.values()))
+    for raster in rasters.values():
+        with rasterio.open(raster) as src:
+            scar_band_names(src, Path(raster), raster_bands)
+            this = Grid(src.transform, src.crs, (src.height, src.width))
+        if grid is not None and this != grid:
+            raise InputFileError(raster, f"is not on the pixel grid of the first period's composite ({first})",
+                                 "export every period over the same boundary and CRS (or warp them to one grid, e.g. gdalwarp -tap)")
+        grid = this
+    return grid
+
+
 def monitoring_model(cfg) -> Path:
     """``monitoring.model``, else the model notebook 05 scanned with."""
     name = cfg.monitoring.model or cfg.scan.model
@@ -421,7 +441,10 @@ def run_monitoring(cfg, progress: bool = True) -> MonitoringResult:
     timer = {"start": time.perf_counter()}
     mo, sc = cfg.monitoring, cfg.scan
     rasters, history = period_rasters(cfg, progress)
-    zones = monitoring_zones(cfg, history)  # a bad zones file fails here, not after the scans
+    # bad inputs fail here, in seconds, not after hours of scanning
+    raster_bands = cfg.imagery.raster_bands if cfg.imagery.source == "local" else None
+    grid = period_grid(rasters, raster_bands)
+    zones = monitoring_zones(cfg, history)
     timer["rasters"] = time.perf_counter()
     names = tuple(rasters)
     model_dir = monitoring_model(cfg)
@@ -429,16 +452,16 @@ def run_monitoring(cfg, progress: bool = True) -> MonitoringResult:
     threshold = next(t for t in (mo.threshold, sc.threshold, trained.threshold) if t is not None)
     isolated = mo.isolated_threshold if mo.isolated_threshold is not None else sc.isolated_threshold
     uses_osm = any(c in cfg.osm.channels for c in trained.channels)
-    raster_bands = cfg.imagery.raster_bands if cfg.imagery.source == "local" else None
     out = cfg.reports_dir / "monitoring"
     classifier = ensure_scar_classifier(model_dir, mo.scar_ndvi) if mo.scar_method == "classifier" else None
     settings = {"threshold": round(float(threshold), 4), "isolated_threshold": isolated, "model": model_dir.name, "scar_method": mo.scar_method,
                 "scar_threshold": round(classifier.threshold, 4) if classifier else None,
+                "scar_grow_px": mo.scar_grow_px if classifier else None, "scar_grow_fraction": mo.scar_grow_fraction if classifier else None,
                 "new_hysteresis": mo.new_hysteresis if classifier else None}
     # A one-worker local cluster per period would load the model and burn OSM again for each period;
     # in this process they are loaded once and shared by every period.
     scheduler = "synchronous" if sc.scheduler == "local" and sc.workers == 1 else sc.scheduler
-    found, grid = {}, None
+    found = {}
     for name, raster in rasters.items():
         result = scan_region(model_dir, raster, out / name, stride=sc.stride, tile_px=sc.tile_px,
                              osm_features=cfg.osm_features_path if uses_osm else None, fast=sc.fast, scheduler=scheduler,
@@ -446,11 +469,6 @@ def run_monitoring(cfg, progress: bool = True) -> MonitoringResult:
                              raster_bands=raster_bands, progress=progress)
         found[name] = detections(result.probability, threshold, isolated, sc.isolated_neighbours, sc.isolated_distance_m)
         write_detections(found[name].assign(period=name, **settings), out / name / "detections.geojson")
-        period_grid = read_grid(raster)
-        if grid is not None and period_grid != grid:
-            raise InputFileError(raster, f"is not on the pixel grid of the first period's composite ({rasters[names[0]]})",
-                                 "export every period over the same boundary and CRS (or warp them to one grid, e.g. gdalwarp -tap)")
-        grid = period_grid
     timer["scan"] = time.perf_counter()
     on_grid = {name: f.to_crs(grid.crs) for name, f in found.items()}
     windows = detection_windows(on_grid, grid)

@@ -69,10 +69,20 @@ class Grid:
         return abs(self.transform.a * self.transform.e) / 1e4
 
 
-def read_grid(raster: str | Path) -> Grid:
-    """A raster's pixel grid, without reading its pixels."""
-    with rasterio.open(raster) as src:
-        return Grid(src.transform, src.crs, (src.height, src.width))
+def scar_band_names(src, raster: Path, raster_bands: tuple[str, ...] | None = None, bands: tuple[str, ...] = SCAR_BANDS) -> list[str]:
+    """The band names of an open raster (``raster_bands`` when given, else its band descriptions).
+
+    Raises
+    ------
+    InputFileError
+        One of ``bands`` is not among them.
+    """
+    names = list(raster_bands) if raster_bands else list(src.descriptions)
+    missing = [b for b in bands if b not in names]
+    if missing:
+        raise InputFileError(raster, f"lacks band(s) {missing} needed to delineate scars; it has {names}",
+                             f"give a raster with named bands {' '.join(bands)} (or name them with imagery.raster_bands)")
+    return names
 
 
 def read_reflectance(raster: str | Path, scale: float, raster_bands: tuple[str, ...] | None = None,
@@ -81,11 +91,7 @@ def read_reflectance(raster: str | Path, scale: float, raster_bands: tuple[str, 
     → NaN), and the grid of what was read."""
     raster = Path(raster)
     with rasterio.open(raster) as src:
-        names = list(raster_bands) if raster_bands else list(src.descriptions)
-        missing = [b for b in bands if b not in names]
-        if missing:
-            raise InputFileError(raster, f"lacks band(s) {missing} needed to delineate scars; it has {names}",
-                                 f"give a raster with named bands {' '.join(bands)} (or name them with imagery.raster_bands)")
+        names = scar_band_names(src, raster, raster_bands, bands)
         nodata = src.nodata if src.nodata is not None else 0
         out = {}
         for b in bands:
