@@ -16,7 +16,7 @@ from scipy import ndimage
 from shapely.geometry import Polygon, box
 
 from asgm.config import MonitoringConfig, SyntheticConfig, load_profile
-from asgm.errors import ConfigError
+from asgm.errors import AsgmError, ConfigError
 from asgm.imagery.demo_history import generate_demo_history
 from asgm.monitor import (CHANGE_CLASSES, alerts, change_classes, change_polygons, detection_windows, established_ground, mask_polygons,
                           window_products, zone_statistics)
@@ -436,6 +436,22 @@ def test_alerts_schema_sorted_with_zone_osm_and_thumbnail(tmp_path):
     assert found["nearest_osm"].iloc[1] == "highway=track"
     for name in found["thumbnail"]:
         assert (tmp_path / "alerts" / name).stat().st_size > 1000
+    assert pd.read_csv(tmp_path / "alerts" / "thumbnails.csv")["thumbnail"].tolist() == found["thumbnail"].tolist()
+    # a rerun with fewer alerts leaves no thumbnail of the earlier run behind
+    again = alerts(change.iloc[:2], zones, features, before, after, tmp_path / "alerts", "2023", "2024")
+    assert sorted(p.name for p in (tmp_path / "alerts").iterdir()) == ["2024-001.png", "thumbnails.csv"] and len(again) == 1
+    # a directory of an older version (thumbnails only) is replaced; any other directory is left untouched
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "2024-007.png").write_bytes(b"png")
+    alerts(change, zones, features, before, after, old, "2023", "2024")
+    assert not (old / "2024-007.png").exists() and (old / "2024-002.png").is_file()
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("my notes")
+    with pytest.raises(AsgmError, match="is not a directory of alert thumbnails.*left untouched"):
+        alerts(change, zones, features, before, after, mine, "2023", "2024")
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
 
 
 def test_cli_without_periods_is_a_clear_error(tmp_path, capsys):

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +55,8 @@ from asgm.scar import (EIGHT, MAX_ELONGATION, MIN_PIXELS, Grid, candidates, ensu
 #: Equal-area CRS for hectares (WGS 84 / NSIDC EASE-Grid 2.0 Global): areas stay right across UTM zones.
 EQUAL_AREA = "EPSG:6933"
 CHANGE_CLASSES = ("new", "expanded", "persisting", "receded")
+#: The index of the alerts' thumbnails, in their directory (alert_id, thumbnail).
+THUMBNAIL_INDEX = "thumbnails.csv"
 #: Context (pixels, 2.56 km) read around each group of detections: rivers are judged and scar patches
 #: measured over the detections plus this margin, so a river crossing a detection is still long and
 #: narrow there (a 1 km wide river over 5 km is).
@@ -615,8 +618,16 @@ def alerts(change: gpd.GeoDataFrame, zones: gpd.GeoDataFrame | None, features: g
             found["nearest_osm"] = [(f"waterway={w}" if isinstance(w, str) else f"highway={h}") + (f" ({n})" if isinstance(n, str) else "")
                                     for w, h, n in zip(nearest["waterway"], nearest["highway"], nearest.get("name", pd.Series([None] * len(nearest))))]
             found["nearest_osm_m"] = np.round(distance, 0)
-    found["thumbnail"] = [save_before_after(before_raster, after_raster, g, thumbnails / f"{a}.png", before, after).name
-                          for a, g in zip(found["alert_id"], found.geometry)]
+    # The thumbnails directory is replaced whole, so no thumbnail of an earlier run's alerts stays
+    # beside this run's; its index (THUMBNAIL_INDEX) marks it as ours. A directory of an older version
+    # holds only thumbnails, named <period>-NNN.png.
+    if thumbnails.is_dir() and not (thumbnails / THUMBNAIL_INDEX).exists() and all(re.fullmatch(r".+-\d{3}\.png", p.name) for p in thumbnails.iterdir()):
+        (thumbnails / THUMBNAIL_INDEX).touch()
+    with atomic_path(thumbnails, marker=THUMBNAIL_INDEX, what="directory of alert thumbnails") as tmp:
+        tmp.mkdir(parents=True)
+        found["thumbnail"] = [save_before_after(before_raster, after_raster, g, tmp / f"{a}.png", before, after).name
+                              for a, g in zip(found["alert_id"], found.geometry)]
+        found[["alert_id", "thumbnail"]].to_csv(tmp / THUMBNAIL_INDEX, index=False)
     return found
 
 
