@@ -50,8 +50,11 @@ def normalize_patches(patches: np.ndarray, channels: Sequence[str], scale: float
                         "Use a dataset built with these channels, or train a model on the dataset's channels.")
     picks = [channels.index(c) for c in select]
     out = np.asarray(patches[..., picks], dtype=np.float32)
-    bands = [i for i, c in enumerate(select) if c in S2_BANDS]
-    out[..., bands] = np.clip(out[..., bands] / scale, 0.0, 1.0)
+    # in place, per channel (bands / scale clipped to 0-1, OSM channels as they are): no gathered
+    # copies of the bands, which cost a region scan a quarter of its time
+    band = np.array([c in S2_BANDS for c in select])
+    out /= np.where(band, scale, 1.0).astype(np.float32)
+    np.clip(out, np.where(band, 0.0, -np.inf).astype(np.float32), np.where(band, 1.0, np.inf).astype(np.float32), out=out)
     return out
 
 
