@@ -211,7 +211,7 @@ def established_ground(reflectance: dict[str, np.ndarray], scar: np.ndarray, pro
       The price: a mine dug into ground open in any earlier period (an old scar, a field ploughed
       once, ground bared by a fire) is not new mining (it is still scar).
     """
-    possible = probability >= hysteresis * threshold if probability is not None else scar.copy()
+    possible = probability >= hysteresis * threshold if probability is not None else scar
     ground = np.logical_or(*candidates(reflectance, ndvi_max))
     return possible | kept_patches(ground, ground, 0.0, MIN_PIXELS, MAX_ELONGATION)
 

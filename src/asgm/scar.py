@@ -316,12 +316,10 @@ def scar_mask(reflectance: dict[str, np.ndarray], footprint: np.ndarray, classif
         if probability is None:
             probability = mine_probability(reflectance, footprint, classifier, ndvi_max, max_elongation)
         scar = kept_patches(probability >= classifier.threshold, footprint, inside_share, min_pixels, max_elongation)
-        if grow_px:
-            # Seed and grow, as burned-area mapping does: a mine's edges and the parts of it under
-            # haze score lower than its core, but next to the core they are the same mine. The
-            # growth is bounded so that it does not run along a road or a stream that scores weakly.
-            scar = ndimage.binary_dilation(scar, EIGHT, iterations=grow_px, mask=probability >= grow_fraction * classifier.threshold)
-        return scar & footprint
+        # Seed and grow, as burned-area mapping does: a mine's edges and the parts of it under haze
+        # score lower than its core, but next to the core they are the same mine. The growth is
+        # bounded so that it does not run along a road or a stream that scores weakly.
+        return grown_by(scar, grow_px, within=probability >= grow_fraction * classifier.threshold) & footprint
     water, bare = candidates(reflectance, ndvi_max)
     ponds = kept_patches(water, footprint, inside_share, min_pixels, max_elongation)
     ground = kept_patches(bare, footprint, inside_share, min_pixels, max_elongation)
@@ -329,9 +327,10 @@ def scar_mask(reflectance: dict[str, np.ndarray], footprint: np.ndarray, classif
     return (ponds | patches_touching(ground, near)) & footprint
 
 
-def grown_by(mask: np.ndarray, pixels: int) -> np.ndarray:
-    """``mask`` grown by ``pixels`` pixels (0: itself; scipy's 0 iterations would grow it until it stops)."""
-    return ndimage.binary_dilation(mask, EIGHT, iterations=pixels) if pixels else mask
+def grown_by(mask: np.ndarray, pixels: int, within: np.ndarray | None = None) -> np.ndarray:
+    """``mask`` grown by ``pixels`` pixels, only into ``within`` when given (0: itself; scipy's 0
+    iterations would grow it until it stops)."""
+    return ndimage.binary_dilation(mask, EIGHT, iterations=pixels, mask=within) if pixels else mask
 
 
 def patches_touching(cover: np.ndarray, near: np.ndarray) -> np.ndarray:
