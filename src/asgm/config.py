@@ -8,6 +8,8 @@ passes them to :func:`load_profile`, so a value given with ``-p`` overrides the 
 from __future__ import annotations
 
 import dataclasses
+import datetime
+import math
 import os
 import types
 import typing
@@ -331,6 +333,32 @@ class MonitoringConfig:
     demo_size_km: float | None = None
 
 
+#: What :mod:`asgm.labels` does with a patch whose label the reference contradicts.
+LABEL_ACTIONS = ("drop", "relabel")
+
+
+@dataclass(frozen=True)
+class LabelsConfig:
+    """The label audit against a reference map of mining footprints (see :mod:`asgm.labels`)."""
+
+    #: Reference mining footprints: a folder of yearly polygon files like Earth Genome's
+    #: (``mining_YYYYQQ_*.geojson``) or one polygon file, each feature with a ``year`` (``2021``,
+    #: or Earth Genome's ``202100``, ``202502`` for 2025 Q2) or ``date`` property; null: no audit.
+    reference: Path | None = None
+    #: A non-mine patch conflicts with the reference when more than this share of it was mapped
+    #: as mining by the end of its image's date window.
+    negative_max_cover: float = 0.25
+    #: A mine patch conflicts with the reference when no reference mining of any year lies within
+    #: this distance of the patch (0: none touches the patch).
+    mine_max_distance_m: float = 0.0
+    #: What happens to conflicting patches: ``drop`` (left out of the audited dataset) or
+    #: ``relabel`` (their label set to the reference's; the original kept in ``label_original``).
+    action: str = "drop"
+    #: End of the images' date window (exclusive, ``YYYY-MM-DD``) when the dataset does not record
+    #: it (an index column ``date_end``, or ``imagery_window`` in ``dataset.json``).
+    image_date_end: str | None = None
+
+
 @dataclass(frozen=True)
 class Profile:
     name: str
@@ -346,6 +374,7 @@ class Profile:
     experiments: ExperimentsConfig = field(default_factory=ExperimentsConfig)
     scan: ScanConfig = field(default_factory=ScanConfig)
     monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
+    labels: LabelsConfig = field(default_factory=LabelsConfig)
 
     @property
     def cache_dir(self) -> Path:
@@ -397,6 +426,7 @@ SECTIONS = {
     "experiments": ExperimentsConfig,
     "scan": ScanConfig,
     "monitoring": MonitoringConfig,
+    "labels": LabelsConfig,
 }
 
 
@@ -607,6 +637,7 @@ def _validate(prof: Profile) -> None:
             raise ConfigError(f"scan.{name}", f"{value} is not a probability", "give a value between 0 and 1, or null", src)
     _validate_scheduler("scan", sc.scheduler, src)
     _validate_monitoring(prof, src)
+    validate_labels(prof.labels, src)
 
 
 def _validate_monitoring(prof: Profile, src: Path) -> None:
@@ -718,6 +749,21 @@ def _validate_training(t: TrainingConfig, src: Path | None) -> None:
     for name in ("patience", "lr_patience"):
         if getattr(t, name) is not None and getattr(t, name) < 1:
             raise ConfigError(f"training.{name}", "must be at least 1", "give a positive whole number of epochs", src)
+
+
+def validate_labels(c: LabelsConfig, src: Path | None, section: str = "labels.") -> None:
+    """Raise a :class:`ConfigError` (``section`` + key) for a label-audit setting out of range."""
+    if not 0 <= c.negative_max_cover < 1:  # also refuses NaN
+        raise ConfigError(f"{section}negative_max_cover", f"{c.negative_max_cover} is not a share in [0, 1)", "give e.g. 0.25", src)
+    if not 0 <= c.mine_max_distance_m < math.inf:
+        raise ConfigError(f"{section}mine_max_distance_m", f"{c.mine_max_distance_m} is not a distance", "give metres, e.g. 0", src)
+    if c.action not in LABEL_ACTIONS:
+        raise ConfigError(f"{section}action", f"unknown action {c.action!r}", f"choose one of {', '.join(LABEL_ACTIONS)}", src)
+    if c.image_date_end is not None:
+        try:
+            datetime.date.fromisoformat(str(c.image_date_end))
+        except ValueError:
+            raise ConfigError(f"{section}image_date_end", f"{c.image_date_end!r} is not a date", "give YYYY-MM-DD, e.g. 2022-01-01", src) from None
 
 
 def load_training(path: str | Path, **overrides: Any) -> TrainingConfig:

@@ -431,6 +431,40 @@ def plot_gallery(patches: np.ndarray, channels: list[str], captions: list[str], 
     return fig
 
 
+def plot_label_audit(dataset: Dataset, audit: pd.DataFrame, shown: dict[str, list[int]], outlines: dict[int, list]) -> Figure:
+    """The label audit's gallery: one row per kind (``shown``: rows of ``audit``), each patch in true
+    colour with the reference's mining by its image date outlined in red, and its figures."""
+    channels = dataset.channels
+    ncols = max([len(r) for r in shown.values()] + [1])
+    fig, axes = plt.subplots(len(shown), ncols, figsize=(2.2 * ncols, 2.75 * len(shown) + 0.5), squeeze=False, layout="constrained")
+    rows = sorted({r for kind in shown.values() for r in kind})
+    rgb = rgb_bands(np.asarray(dataset.patches[rows]), channels) if rows else np.zeros((0, 1, 1, 3))
+    valid = rgb.sum(-1) > 0
+    limits = np.percentile(rgb[valid], [2, 98], axis=0) if valid.any() else None
+    titles = {"non_mine_in_reference": "labelled NO MINE, on reference mining", "mine_not_in_reference": "labelled MINE, no reference mining near"}
+    for axes_row, (kind, picked) in zip(axes, shown.items()):
+        for ax in axes_row:
+            ax.set_axis_off()
+        axes_row[0].set_title(f"{titles.get(kind, kind)} ({len(picked)} shown)", loc="left", fontsize=9, fontweight="bold", pad=16)
+        for ax, row in zip(axes_row, picked):
+            a = audit.iloc[row]
+            _show_patch(ax, np.asarray(dataset.patches[row]), channels, limits, osm=False)
+            for polygon in outlines.get(row, []):
+                for ring in (polygon.exterior, *polygon.interiors):
+                    x, y = np.asarray(ring.coords).T
+                    ax.plot(x - 0.5, y - 0.5, color="red", linewidth=1.0)
+            size = dataset.patches.shape[1]
+            ax.set_xlim(-0.5, size - 0.5)
+            ax.set_ylim(size - 0.5, -0.5)
+            year = "" if pd.isna(a["first_year"]) else f", first {int(a['first_year'])}"
+            far = "none ≤ 5 km" if pd.isna(a["distance_m"]) else f"{a['distance_m']:.0f} m"
+            ax.text(0.5, -0.02, f"{a['patch_id']}\ncover {a['cover']:.0%}{year}\nnearest {far}", transform=ax.transAxes, ha="center", va="top", fontsize=6.5)
+        if not picked:
+            axes_row[0].text(0.5, 0.5, "none", ha="center", va="center", transform=axes_row[0].transAxes)
+    fig.suptitle("Labels against the reference map (red: reference mining mapped by the image's date)", fontsize=10)
+    return fig
+
+
 def plot_explanations(patches: np.ndarray, channels: list[str], cam: np.ndarray, occlusion: np.ndarray, captions: list[str], title: str) -> Figure:
     """Per patch: true colour with OSM, Grad-CAM over the image, and occlusion sensitivity
     (red: occluding the pixel lowers the mine probability)."""

@@ -1,0 +1,416 @@
+"""Labels you can trust: a dataset's labels audited against a reference map of mining footprints,
+and label errors found without one (confident learning).
+
+``python -m asgm.labels --input_directory DATASET --reference PATH --output_directory OUT``
+audits every patch of a dataset directory against the reference and writes ``OUT``, an audited
+dataset directory in the usual format (conflicting patches dropped or relabelled, the original
+label kept in ``label_original``) holding also ``label_audit.csv`` (every patch with its figures and
+flag) and ``label_audit.png`` (the conflicts beside agreeing patches).
+
+The reference (``--reference``) is a folder of polygon files, one per year like Earth Genome's
+yearly mining footprints (``mining_YYYYQQ_simplified.geojson``: the area first mapped as mining in
+that year), or one polygon file. Every feature needs a ``year`` property (``2021``, or Earth
+Genome's ``202100``; ``202502`` is 2025 Q2) or a ``date`` (``YYYY-MM-DD``). Mining counts for a
+patch when its period starts before the end of the patch's image window, so mining first mapped
+the year after the image is no conflict.
+
+For each patch, in the patch's own UTM zone:
+
+- ``cover``: the share of the patch mapped as mining by the end of its image window;
+- ``first_year``: the first year the reference maps mining in the patch (any year);
+- ``distance_m``: the distance from the patch to the nearest reference mining of any year (0 when
+  it touches; empty when none lies within :data:`SEARCH_M`).
+
+A non-mine patch conflicts when ``cover`` exceeds ``labels.negative_max_cover``
+(``non_mine_in_reference``); a mine patch when ``distance_m`` exceeds ``labels.mine_max_distance_m``
+(``mine_not_in_reference``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import re
+import sys
+from datetime import date
+from pathlib import Path
+
+import geopandas as gpd
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import shapely
+from pyproj import CRS
+from shapely.geometry import box
+
+from asgm.atomic import atomic_path, check_target
+from asgm.config import LabelsConfig, validate_labels
+from asgm.errors import AsgmError, InputFileError
+from asgm.patches import Dataset, read_dataset
+from asgm.plots import plot_label_audit, save_figure
+from asgm.progress import progress_bar
+from asgm.regions import WGS84, patch_grids, read_geojson, utm_crs
+
+#: Vector files of a reference folder.
+REFERENCE_SUFFIXES = (".geojson", ".json", ".gpkg", ".shp")
+#: Farthest reference mining looked for around a patch (m); farther is reported as none.
+SEARCH_M = 5000.0
+#: Values of ``label_audit.csv``'s ``conflict`` column.
+NON_MINE_IN_REFERENCE, MINE_NOT_IN_REFERENCE = "non_mine_in_reference", "mine_not_in_reference"
+AUDIT_FILE, GALLERY_FILE = "label_audit.csv", "label_audit.png"
+#: Version of the audited directory's contents; bump it when they change, so older ones are redone.
+AUDIT_FORMAT = 1
+
+
+def _period(value, path: Path) -> tuple[int, pd.Timestamp]:
+    """(calendar year, start of the period) of a feature's ``year`` or ``date`` value."""
+    text = str(value).strip()
+    if re.fullmatch(r"\d{4}(\.0)?", text):
+        year = int(float(text))
+        return year, pd.Timestamp(year, 1, 1)
+    if re.fullmatch(r"\d{6}(\.0)?", text):  # Earth Genome's YYYYQQ: 00 the whole year, 01-04 a quarter
+        year, quarter = divmod(int(float(text)), 100)
+        if quarter <= 4:
+            return year, pd.Timestamp(year, 3 * max(quarter, 1) - 2, 1)
+    try:
+        day = pd.Timestamp(date.fromisoformat(text[:10]))
+    except ValueError:
+        raise InputFileError(path, f"year or date {value!r} is neither a year (2021, or Earth Genome's 202100 / 202502) nor a date (YYYY-MM-DD)",
+                             "give every feature a year or date property in one of these forms") from None
+    return day.year, day
+
+
+def reference_files(path: str | Path) -> list[Path]:
+    """The polygon files of a reference: those of a folder, or the one file.
+
+    Raises
+    ------
+    InputFileError
+        The path does not exist, or a folder holds no polygon file.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputFileError(path, "does not exist (expected the reference mining footprints: a folder of yearly polygon files or one polygon file)",
+                             "give the folder of Earth Genome's mining_YYYYQQ_simplified.geojson files, or a polygon file with a year or date property")
+    files = sorted(f for f in path.iterdir() if f.suffix.lower() in REFERENCE_SUFFIXES) if path.is_dir() else [path]
+    if not files:
+        raise InputFileError(path, f"holds no polygon file ({', '.join(REFERENCE_SUFFIXES)})", "point at the folder of the yearly footprint files, or at one file")
+    return files
+
+
+def read_reference(path: str | Path) -> gpd.GeoDataFrame:
+    """Reference mining footprints: a folder of polygon files, or one polygon file.
+
+    Returns
+    -------
+    GeoDataFrame
+        ``geometry`` (WGS 84, repaired with ``make_valid``), ``year`` (calendar year), ``start``
+        (when the feature's period begins) and ``file`` (the file's name).
+
+    Raises
+    ------
+    InputFileError
+        A path that does not exist, a folder without polygon files, an empty or unreadable file, a
+        feature without a year or date, or coordinates that are not longitude/latitude.
+    """
+    files = reference_files(path)
+    frames = []
+    for file in progress_bar(files, desc="reference", unit="file", disable=len(files) < 3, leave=False):
+        gdf = read_geojson(file, ("Polygon", "MultiPolygon"), "reference mining footprints (polygons with a year or date)")
+        column = next((c for c in gdf.columns if c.lower() in ("year", "date")), None)
+        if column is None:
+            raise InputFileError(file, f"has no year or date property (properties: {[c for c in gdf.columns if c != 'geometry']})",
+                                 "give every feature a year (2021, or Earth Genome's 202100) or a date (YYYY-MM-DD)")
+        if gdf[column].isna().any():
+            rows = list(gdf.index[gdf[column].isna()][:5])
+            raise InputFileError(file, f"features {rows} have no {column}", f"give every feature a {column}, or remove those features")
+        periods = {value: _period(value, file) for value in gdf[column].unique()}
+        gdf = gpd.GeoDataFrame({"year": [periods[v][0] for v in gdf[column]], "start": [periods[v][1] for v in gdf[column]], "file": file.name},
+                               geometry=gdf.geometry.make_valid(), crs=WGS84)
+        frames.append(gdf)
+    return gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), crs=WGS84)
+
+
+def reference_fingerprint(path: str | Path) -> str:
+    """SHA-256 over the reference's files (names and contents), so an audit is redone when it changes."""
+    digest = hashlib.sha256()
+    for file in reference_files(path):
+        digest.update(file.name.encode())
+        digest.update(file.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def image_window_ends(dataset: Dataset, date_end: str | None = None) -> pd.Series:
+    """The end of each patch's image window: ``date_end`` if given, else the index's ``date_end``
+    column, else ``dataset.json``'s ``imagery_window``.
+
+    Raises
+    ------
+    AsgmError
+        The dataset records no window and none is given.
+    """
+    index = dataset.index
+    if date_end is None and "date_end" in index.columns:
+        ends = pd.to_datetime(index["date_end"], errors="coerce")
+        if ends.isna().any():
+            bad = index.loc[ends.isna(), "patch_id"].tolist()[:5]
+            raise InputFileError(dataset.path / "index.csv", f"date_end is missing or not a date for patch_id {bad}", "give YYYY-MM-DD for every patch")
+        return ends.reset_index(drop=True)
+    window = dataset.meta.get("imagery_window")
+    if date_end is None and isinstance(window, list) and len(window) == 2 and window[1]:
+        date_end = window[1]
+    if date_end is None:
+        raise AsgmError(f"{dataset.path}: the dataset does not record its images' date window (no date_end column in index.csv, no imagery_window "
+                        "in dataset.json), so the audit cannot tell mining mapped before the image from mining mapped after it. "
+                        "How to fix: give the end of the window, e.g. --image_date_end 2022-01-01 (labels.image_date_end)")
+    return pd.Series(pd.Timestamp(date_end), index=range(len(index)))
+
+
+def patch_footprints(dataset: Dataset) -> tuple[pd.Series, pd.Series]:
+    """Each patch's square and the UTM CRS it is in (one CRS per patch): the grid the dataset
+    recorded (``crs, x_centre, y_centre``), else a square centred on the point in its own zone."""
+    index, size = dataset.index, int(dataset.meta["patch_size"])
+    resolution = float(dataset.meta.get("resolution_m", 10.0))
+    if {"crs", "x_centre", "y_centre"} <= set(index.columns):
+        grids = patch_grids(index, size, resolution)
+        return pd.Series([g.footprint for g in grids]), pd.Series([g.crs for g in grids])
+    half = size * resolution / 2
+    crss, squares = [], []
+    for lon, lat in zip(index["lon"], index["lat"]):
+        crs = utm_crs(lon, lat)
+        x, y = gpd.GeoSeries(gpd.points_from_xy([lon], [lat]), crs=WGS84).to_crs(crs).iloc[0].coords[0]
+        crss.append(crs)
+        squares.append(box(x - half, y - half, x + half, y + half))
+    return pd.Series(squares), pd.Series(crss)
+
+
+def audit_labels(dataset: Dataset, reference: gpd.GeoDataFrame, config: LabelsConfig | None = None, progress: bool = True) -> pd.DataFrame:
+    """Every patch against the reference: ``patch_id, label, category (if any), date_end, cover,
+    cover_any_year, first_year, distance_m, conflict`` (see the module's docstring)."""
+    config = config or LabelsConfig()
+    index = dataset.index.reset_index(drop=True)
+    ends = image_window_ends(dataset, config.image_date_end)
+    squares, crss = patch_footprints(dataset)
+    cover = np.zeros(len(index))
+    cover_any = np.zeros(len(index))
+    first_year = np.full(len(index), np.nan)
+    distance = np.full(len(index), np.nan)
+    tree = reference.sindex
+    bar = progress_bar(total=len(index), desc="label audit", unit="patch", disable=not progress)
+    for crs_text, rows in pd.Series(range(len(index))).groupby(crss.map(lambda c: CRS(c).to_string())):
+        rows = rows.to_numpy()
+        crs = CRS(crs_text)
+        local = gpd.GeoSeries(squares.iloc[rows].to_numpy(), crs=crs)
+        search = local.buffer(SEARCH_M).to_crs(WGS84)
+        near = np.unique(tree.query(search.to_numpy(), predicate="intersects")[1])
+        ref = reference.iloc[near].to_crs(crs).reset_index(drop=True)
+        ref_tree = ref.sindex
+        for i, row in enumerate(rows):
+            square = local.iloc[i]
+            touching = ref_tree.query(square, predicate="intersects")
+            if len(touching):
+                area = square.area
+                cover_any[row] = shapely.union_all(ref.geometry.iloc[touching].to_numpy()).intersection(square).area / area
+                counted = touching[(ref["start"].iloc[touching] < ends.iloc[row]).to_numpy()]
+                if len(counted):
+                    cover[row] = shapely.union_all(ref.geometry.iloc[counted].to_numpy()).intersection(square).area / area
+                first_year[row] = ref["year"].iloc[touching].min()
+                distance[row] = 0.0
+            elif len(ref):
+                _, d = ref_tree.nearest(square, max_distance=SEARCH_M, return_distance=True)
+                distance[row] = float(d.min()) if len(d) else np.nan
+            bar.update(1)
+    bar.close()
+    label = index["label"].to_numpy().astype(int)
+    conflict = np.where((label == 0) & (cover > config.negative_max_cover), NON_MINE_IN_REFERENCE,
+                        np.where((label == 1) & ~(distance <= config.mine_max_distance_m), MINE_NOT_IN_REFERENCE, ""))
+    audit = pd.DataFrame({"patch_id": index["patch_id"], "label": label})
+    if "category" in index.columns:
+        audit["category"] = index["category"]
+    return audit.assign(date_end=ends.dt.strftime("%Y-%m-%d").to_numpy(), cover=cover.round(4), cover_any_year=cover_any.round(4),
+                        first_year=pd.array(first_year, dtype="Int64"), distance_m=distance.round(1), conflict=conflict)
+
+
+def agreed(audit: pd.DataFrame) -> pd.Series:
+    """Whether each patch's label agrees with the reference (no conflict), by ``patch_id``: the
+    trusted labels that models are judged on beside all labels."""
+    return audit.set_index("patch_id")["conflict"].fillna("").eq("")
+
+
+def confident_learning_flags(labels: np.ndarray, probability: np.ndarray) -> np.ndarray:
+    """Patches whose label confident learning (Northcutt et al. 2021, ``cleanlab``) finds unlikely,
+    from out-of-sample probabilities of the mine class (e.g. the out-of-fold predictions of
+    :func:`asgm.crossval.cross_validate`): a boolean mask.
+
+    Raises
+    ------
+    AsgmError
+        Labels and probabilities disagree in length, hold one class only, or probabilities are not in [0, 1].
+    """
+    from cleanlab.filter import find_label_issues
+
+    labels, probability = np.asarray(labels).astype(int), np.asarray(probability, float)
+    if labels.shape != probability.shape or labels.ndim != 1:
+        raise AsgmError(f"confident learning needs one probability per label: {labels.shape} labels, {probability.shape} probabilities")
+    if set(np.unique(labels)) != {0, 1}:
+        raise AsgmError(f"confident learning needs mines and non-mines; the labels hold {sorted(set(labels.tolist()))} only")
+    if not np.isfinite(probability).all() or probability.min() < 0 or probability.max() > 1:
+        raise AsgmError("confident learning needs probabilities in [0, 1]; some are outside or not numbers")
+    return find_label_issues(labels, np.column_stack([1 - probability, probability]), n_jobs=1)
+
+
+def apply_audit(dataset: Dataset, audit: pd.DataFrame, action: str) -> tuple[np.ndarray, pd.DataFrame]:
+    """Rows kept and the audited index: conflicts dropped (``drop``) or given the reference's label
+    (``relabel``); ``label_original`` and ``label_conflict`` columns added."""
+    conflict = audit["conflict"].fillna("").to_numpy()
+    index = dataset.index.reset_index(drop=True).assign(label_original=dataset.index["label"].to_numpy(), label_conflict=conflict)
+    if action == "drop":
+        keep = np.flatnonzero(conflict == "")
+        return keep, index.iloc[keep].reset_index(drop=True)
+    relabelled = np.where(conflict == NON_MINE_IN_REFERENCE, 1, np.where(conflict == MINE_NOT_IN_REFERENCE, 0, index["label"]))
+    return np.arange(len(index)), index.assign(label=relabelled)
+
+
+def audit_dataset(input_directory: str | Path, reference: str | Path, output_directory: str | Path, config: LabelsConfig | None = None,
+                  progress: bool = True) -> Path:
+    """Audit a dataset directory against a reference and write the audited dataset directory.
+
+    A rerun with the same dataset, reference and settings finds the finished directory and does
+    nothing; a directory that is not a dataset directory is never replaced.
+
+    Returns
+    -------
+    pathlib.Path
+        ``output_directory``, holding ``patches.npy``, ``index.csv``, ``dataset.json``,
+        ``label_audit.csv`` and ``label_audit.png``.
+    """
+    config = config or LabelsConfig()
+    validate_labels(config, None)
+    out = Path(output_directory)
+    dataset = read_dataset(input_directory)
+    if out.resolve() == dataset.path.resolve():
+        raise AsgmError(f"--output_directory {out} is the input dataset: the audit writes a new dataset directory and never replaces its input. "
+                        "How to fix: give another directory, e.g. " + str(dataset.path.with_name(dataset.path.name + "_audited")))
+    check_target(out, directory=True, marker="dataset.json", what="dataset directory")
+    key = hashlib.sha256(json.dumps([dataset.fingerprint, reference_fingerprint(reference), config.negative_max_cover, config.mine_max_distance_m,
+                                     config.action, config.image_date_end, AUDIT_FORMAT]).encode()).hexdigest()[:16]
+    if (out / "dataset.json").is_file() and (out / AUDIT_FILE).is_file():
+        if read_dataset(out).meta.get("label_audit", {}).get("key") == key:
+            return out
+    footprints = read_reference(reference)
+    audit = audit_labels(dataset, footprints, config, progress)
+    keep, index = apply_audit(dataset, audit, config.action)
+    counts = audit["conflict"].value_counts().drop("", errors="ignore").to_dict()
+    meta = dict(dataset.meta) | {
+        "label_audit": {"key": key, "source": str(dataset.path), "reference": str(reference), "action": config.action,
+                        "negative_max_cover": config.negative_max_cover, "mine_max_distance_m": config.mine_max_distance_m,
+                        "conflicts": {NON_MINE_IN_REFERENCE: int(counts.get(NON_MINE_IN_REFERENCE, 0)), MINE_NOT_IN_REFERENCE: int(counts.get(MINE_NOT_IN_REFERENCE, 0))},
+                        "patches_in": len(dataset), "patches_out": len(keep)},
+        "n_patches": len(keep), "n_positive": int(index["label"].sum()),
+    }
+    meta.pop("build_key", None)
+    shown = gallery_patches(audit)
+    outlines = reference_outlines(dataset, footprints, shown, config.image_date_end)
+    with atomic_path(out, marker="dataset.json", what="dataset directory") as tmp:
+        tmp.mkdir()
+        stored = np.lib.format.open_memmap(tmp / "patches.npy", mode="w+", dtype=dataset.patches.dtype, shape=(len(keep), *dataset.patches.shape[1:]))
+        for start in range(0, len(keep), 256):
+            stored[start:start + 256] = dataset.patches[keep[start:start + 256]]
+        stored.flush()
+        del stored
+        index.to_csv(tmp / "index.csv", index=False, float_format="%.7f")
+        audit.to_csv(tmp / AUDIT_FILE, index=False)
+        (tmp / "dataset.json").write_text(json.dumps(meta, indent=2, default=str), encoding="utf-8")
+        fig = plot_label_audit(dataset, audit, shown, outlines)
+        save_figure(fig, tmp / GALLERY_FILE)
+        plt.close(fig)
+    return out
+
+
+def gallery_patches(audit: pd.DataFrame, per_row: int = 6) -> dict[str, list[int]]:
+    """Rows of the audit to show, per kind: the non-mines most covered by reference mining, the
+    mines farthest from any, and agreeing mines and non-mines drawn at random (fixed seed)."""
+    conflict = audit["conflict"].fillna("")
+    rng = np.random.default_rng(0)
+    farthest = audit["distance_m"].fillna(np.inf)
+    kinds = {
+        NON_MINE_IN_REFERENCE: audit.index[conflict == NON_MINE_IN_REFERENCE][np.argsort(-audit["cover"][conflict == NON_MINE_IN_REFERENCE].to_numpy(), kind="stable")],
+        MINE_NOT_IN_REFERENCE: audit.index[conflict == MINE_NOT_IN_REFERENCE][np.argsort(-farthest[conflict == MINE_NOT_IN_REFERENCE].to_numpy(), kind="stable")],
+        "agreeing mines": rng.permutation(audit.index[(conflict == "") & (audit["label"] == 1)]),
+        "agreeing non-mines": rng.permutation(audit.index[(conflict == "") & (audit["label"] == 0)]),
+    }
+    return {kind: [int(i) for i in rows[:per_row]] for kind, rows in kinds.items()}
+
+
+def reference_outlines(dataset: Dataset, reference: gpd.GeoDataFrame, shown: dict[str, list[int]], date_end: str | None = None) -> dict[int, list]:
+    """Reference mining mapped by the image's date inside each shown patch, in the patch's pixel
+    coordinates (column, row from the top left), as shapely geometries."""
+    rows = sorted({r for kind in shown.values() for r in kind})
+    if not rows:
+        return {}
+    squares, crss = patch_footprints(dataset)
+    ends = image_window_ends(dataset, date_end)
+    resolution = float(dataset.meta.get("resolution_m", 10.0))
+    outlines = {}
+    for row in rows:
+        square = squares.iloc[row]
+        wgs = gpd.GeoSeries([square], crs=crss.iloc[row]).to_crs(WGS84).iloc[0]
+        near = reference.iloc[reference.sindex.query(wgs, predicate="intersects")]
+        near = near[near["start"] < ends.iloc[row]]
+        if near.empty:
+            outlines[row] = []
+            continue
+        left, _, _, top = square.bounds
+        local = shapely.union_all(near.to_crs(crss.iloc[row]).geometry.to_numpy()).intersection(square)
+        pixels = shapely.transform(local, lambda xy: np.column_stack([(xy[:, 0] - left) / resolution, (top - xy[:, 1]) / resolution]))
+        outlines[row] = [g for g in getattr(pixels, "geoms", [pixels]) if g.geom_type == "Polygon" and not g.is_empty]
+    return outlines
+
+
+def audit_summary(audit: pd.DataFrame) -> pd.DataFrame:
+    """Patches, conflicts and their share per label (and category, when the audit has one)."""
+    keys = ["label"] + (["category"] if "category" in audit.columns else [])
+    grouped = audit.assign(conflicting=audit["conflict"].fillna("").ne("")).groupby(keys)
+    return pd.DataFrame({"patches": grouped.size(), "conflicts": grouped["conflicting"].sum(),
+                         "share": grouped["conflicting"].mean().round(3)})
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    defaults = LabelsConfig()
+    parser = argparse.ArgumentParser(prog="python -m asgm.labels", description=__doc__.split("\n\n")[0],
+                                     epilog="\n\n".join(__doc__.split("\n\n")[1:]), formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--input_directory", required=True, type=Path, help="dataset directory (patches.npy, index.csv, dataset.json)")
+    parser.add_argument("--reference", required=True, type=Path, help="folder of yearly footprint files, or one polygon file with a year or date property")
+    parser.add_argument("--output_directory", required=True, type=Path, help="the audited dataset directory to write")
+    parser.add_argument("--action", choices=("drop", "relabel"), default=defaults.action, help=f"what happens to conflicting patches (default {defaults.action})")
+    parser.add_argument("--negative_max_cover", type=float, default=defaults.negative_max_cover,
+                        help=f"a non-mine conflicts above this share of reference mining (default {defaults.negative_max_cover})")
+    parser.add_argument("--mine_max_distance_m", type=float, default=defaults.mine_max_distance_m,
+                        help=f"a mine conflicts when no reference mining lies within this distance (default {defaults.mine_max_distance_m:g} m: none touches the patch)")
+    parser.add_argument("--image_date_end", help="end of the images' window (YYYY-MM-DD, exclusive) when the dataset does not record it")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    config = LabelsConfig(None, args.negative_max_cover, args.mine_max_distance_m, args.action, args.image_date_end)
+    try:
+        validate_labels(config, None, "--")  # a bad flag is the flag's fault
+        out = audit_dataset(args.input_directory, args.reference, args.output_directory, config)
+    except AsgmError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    audit = pd.read_csv(out / AUDIT_FILE, keep_default_na=False)
+    meta = read_dataset(out).meta["label_audit"]
+    n0, n1 = int((audit["label"] == 0).sum()), int((audit["label"] == 1).sum())
+    c = meta["conflicts"]
+    print(f"{out}: {c[NON_MINE_IN_REFERENCE]} of {n0} non-mines lie on reference mining (> {config.negative_max_cover:.0%} of the patch by the image's date), "
+          f"{c[MINE_NOT_IN_REFERENCE]} of {n1} mines have no reference mining within {config.mine_max_distance_m:g} m in any year; "
+          f"{config.action}: {meta['patches_out']} of {meta['patches_in']} patches kept" + (f", {sum(c.values())} relabelled" if config.action == "relabel" else "")
+          + f". Figures per patch: {out / AUDIT_FILE}; gallery: {out / GALLERY_FILE}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
