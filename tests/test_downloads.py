@@ -1,6 +1,7 @@
 """Pinned downloads against a local HTTP server on 127.0.0.1, and the Bolívar profile's reference data."""
 
 import dataclasses
+import re
 import shutil
 import threading
 from functools import partial
@@ -99,11 +100,13 @@ def test_bolivar_reference_data_matches_the_pins(reference_data, bolivar_root):
     """The pinned checksums are those of the real files (the copies beside the project)."""
     profile = load_profile("bolivar", root=bolivar_root)
     paths = fetch_all(profile.region.downloads, mirror=reference_data / "reference", progress=False)
-    assert [p.name for p in paths] == ["bolivar.geojson", "v2.1_bolivar_positives_cleaned.geojson",
-                                       "v2.0_bolivar_negatives_cleaned.geojson", "random_negatives_bolivar.geojson", "test_region.geojson"]
-    assert all(p.is_relative_to(bolivar_root / "data" / "reference" / "bolivar") for p in paths)
-    assert set(paths) == {profile.region.boundary, profile.region.positives, profile.region.negatives,
-                          profile.region.random_negatives, profile.scan.boundary}
+    assert [p.name for p in paths[:5]] == ["bolivar.geojson", "v2.1_bolivar_positives_cleaned.geojson",
+                                           "v2.0_bolivar_negatives_cleaned.geojson", "random_negatives_bolivar.geojson", "test_region.geojson"]
+    assert all(p.is_relative_to(bolivar_root / "data" / "reference" / "bolivar") for p in paths[:5])
+    assert set(paths[:5]) == {profile.region.boundary, profile.region.positives, profile.region.negatives,
+                              profile.region.random_negatives, profile.scan.boundary}
+    # Earth Genome's yearly footprints, found in the mirror's reference/amw/: the label audit's reference
+    assert {p.parent for p in paths[5:]} == {profile.labels.reference} and len(paths) == 14
 
 
 def test_bolivar_without_network_or_credentials_stops_with_every_step(bolivar_root, monkeypatch, tmp_path):
@@ -113,12 +116,12 @@ def test_bolivar_without_network_or_credentials_stops_with_every_step(bolivar_ro
     profile = load_profile("bolivar", root=bolivar_root)
     # Offline: every download fails (a closed port on 127.0.0.1 stands in for GitHub); no Earth Engine project.
     offline = dataclasses.replace(profile, region=dataclasses.replace(profile.region, downloads=tuple(
-        dataclasses.replace(d, url=d.url.replace("https://raw.githubusercontent.com", "http://127.0.0.1:9")) for d in profile.region.downloads)))
+        dataclasses.replace(d, url=re.sub(r"^https://[^/]+", "http://127.0.0.1:9", d.url)) for d in profile.region.downloads)))
     with pytest.raises(AsgmError) as err:
         prepare_inputs(offline)
     message = str(err.value)
     assert "profile 'bolivar' cannot start" in message
-    assert message.count("could not download") == 5
+    assert message.count("could not download") == 14
     assert "Earth Engine needs a Google Cloud project" in message and "earthengine authenticate" in message
     assert "IMAGERY=stac" in message
 
@@ -136,3 +139,10 @@ def test_bolivar_with_stac_needs_no_account(reference_data, bolivar_root, monkey
         prepare_inputs(unreachable)  # only the catalogue is missing: the reference data came from the mirror
     assert "could not download" not in str(err.value)
     assert (bolivar_root / "data" / "reference" / "bolivar" / "bolivar.geojson").is_file()
+
+
+def test_the_bolivar_profile_pins_earth_genomes_footprints_as_published(reference_data):
+    """Each yearly file of the label audit's reference is pinned with the checksum its copy was published with."""
+    pins = {d.path.name: d.sha256 for d in load_profile("bolivar").region.downloads if d.path.parent.name == "amw"}
+    published = dict(reversed(line.split()) for line in (reference_data / "reference" / "amw" / "SHA256SUMS").read_text().splitlines())
+    assert pins == published

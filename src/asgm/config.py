@@ -219,6 +219,17 @@ class TrainingConfig:
     #: mean of the true label and the teacher's calibrated probability. Validation, calibration,
     #: thresholds and the test keep the true labels. Null: no teacher.
     teacher: str | None = None
+    #: Label noise: ``prune`` finds the training and validation patches whose label is unlikely
+    #: (confident learning, ``cleanlab``, on out-of-fold predictions of a spatial
+    #: ``label_folds``-fold cross-validation of one model of the recipe over them) and leaves them
+    #: out of training and validation (the test keeps them); null: train on every label.
+    label_noise: str | None = None
+    #: Folds of that cross-validation (also the evidence of ``thresholds_from: out_of_fold``).
+    label_folds: int = 3
+    #: Where the thresholds are chosen: ``validation`` (the validation split) or ``out_of_fold``
+    #: (the out-of-fold predictions of every training and validation patch whose label is kept:
+    #: about five times the evidence, so two trainings agree more on the operating point).
+    thresholds_from: str = "validation"
 
 
 #: Experiment groups of the results-analysis grid (see :func:`asgm.experiments.experiment_grid`).
@@ -746,6 +757,12 @@ def _validate_training(t: TrainingConfig, src: Path | None) -> None:
     if t.learning_rate <= 0 or not 0 < t.lr_factor < 1:
         raise ConfigError("training.learning_rate" if t.learning_rate <= 0 else "training.lr_factor", "out of range",
                           "give a positive learning rate and a factor between 0 and 1, e.g. 0.001 and 0.33", src)
+    if t.label_noise not in (None, "prune"):
+        raise ConfigError("training.label_noise", f"unknown handling {t.label_noise!r}", "give prune, or null to train on every label", src)
+    if t.thresholds_from not in ("validation", "out_of_fold"):
+        raise ConfigError("training.thresholds_from", f"unknown evidence {t.thresholds_from!r}", "give validation or out_of_fold", src)
+    if t.label_folds < 2:
+        raise ConfigError("training.label_folds", "must be at least 2", "give e.g. 3", src)
     for name in ("patience", "lr_patience"):
         if getattr(t, name) is not None and getattr(t, name) < 1:
             raise ConfigError(f"training.{name}", "must be at least 1", "give a positive whole number of epochs", src)

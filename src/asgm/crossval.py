@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from asgm import evaluate
@@ -28,14 +29,14 @@ from asgm.config import TrainingConfig
 from asgm.errors import AsgmError
 from asgm.patches import Dataset, read_dataset
 from asgm.progress import progress_bar
-from asgm.sampling import spatial_folds, spatial_regions, spatial_split
+from asgm.sampling import EXCLUDED, held_out_splits, spatial_folds, spatial_regions
 from asgm.train import default_min_distance, is_up_to_date, read_metrics, train_experiment
 
 SCHEMES = ("kfold", "regions")
 
 
 def fold_splits(dataset: Dataset, scheme: str = "kfold", k: int = 5, config: TrainingConfig | None = None,
-                seed: int = 0) -> tuple[pd.DataFrame, list[pd.DataFrame]]:
+                seed: int = 0, exclude: np.ndarray | None = None) -> tuple[pd.DataFrame, list[pd.DataFrame]]:
     """The held-out groups and, for each, the train / validation / test split that trains its model.
 
     Parameters
@@ -53,6 +54,10 @@ def fold_splits(dataset: Dataset, scheme: str = "kfold", k: int = 5, config: Tra
     seed
         Seed of the folds (or regions) and of the validation blocks; not the training seed, so runs
         of several training seeds share their folds and can be paired or averaged.
+    exclude
+        Patches (a boolean per row) never trained or validated on, but still predicted in their
+        own fold: e.g. those whose label a reference map contradicts (:mod:`asgm.labels`). The
+        folds do not depend on it, so runs with and without are compared on the same patches.
 
     Returns
     -------
@@ -74,19 +79,15 @@ def fold_splits(dataset: Dataset, scheme: str = "kfold", k: int = 5, config: Tra
         groups = spatial_folds(index, k, distance, seed)
     else:
         groups = spatial_regions(index, k, distance, seed).rename(columns={"region": "fold"})
-    train_share, val_share = config.split[0], config.split[1]
-    shares = (train_share / (train_share + val_share), val_share / (train_share + val_share), 0.0)
-    splits = []
+    folds = groups["fold"].to_numpy()
     for fold in range(k):
-        held = groups["fold"].to_numpy() == fold
-        labels = set(index.loc[held, "label"].astype(int).tolist())
+        labels = set(index.loc[folds == fold, "label"].astype(int).tolist())
         if labels != {0, 1}:
-            raise AsgmError(f"{dataset.path}: {scheme} group {fold} holds label(s) {sorted(labels)} only ({held.sum()} patches); "
+            raise AsgmError(f"{dataset.path}: {scheme} group {fold} holds label(s) {sorted(labels)} only ({(folds == fold).sum()} patches); "
                             "every held-out group needs mines and non-mines: use fewer folds or regions")
-        rest = spatial_split(index.loc[~held], distance, shares, seed, config.split_areas)
-        split = pd.Series("test", index=index.index)
-        split.loc[~held] = rest["split"]
-        splits.append(pd.DataFrame({"split": split.to_numpy(), "block": groups["block"].to_numpy()}, index=index.index))
+    left_out = np.zeros(len(index), bool) if exclude is None else np.asarray(exclude, bool)
+    splits = [pd.DataFrame({"split": split.where(~left_out | (split == "test"), EXCLUDED).to_numpy(), "block": groups["block"].to_numpy()}, index=index.index)
+              for split in held_out_splits(index, folds, distance, tuple(config.split[:2]), seed, config.split_areas)]
     return groups, splits
 
 
@@ -132,7 +133,7 @@ class CrossValidation:
 
 
 def cross_validate(dataset: Dataset | str | Path, output_directory: str | Path, config: TrainingConfig | None = None,
-                   scheme: str = "kfold", k: int = 5, seed: int = 0, progress: bool = True) -> CrossValidation:
+                   scheme: str = "kfold", k: int = 5, seed: int = 0, progress: bool = True, exclude: np.ndarray | None = None) -> CrossValidation:
     """Train the recipe ``config`` once per fold or region and collect the out-of-fold predictions.
 
     Parameters
@@ -145,14 +146,14 @@ def cross_validate(dataset: Dataset | str | Path, output_directory: str | Path, 
         ``output_directory/cv_predictions.csv``.
     config
         The training recipe (default: :class:`~asgm.config.TrainingConfig`'s).
-    scheme, k, seed
+    scheme, k, seed, exclude
         See :func:`fold_splits`.
     progress
         Show progress bars.
     """
     config = config or TrainingConfig()
     dataset = dataset if isinstance(dataset, Dataset) else read_dataset(dataset)
-    groups, splits = fold_splits(dataset, scheme, k, config, seed)
+    groups, splits = fold_splits(dataset, scheme, k, config, seed, exclude)
     out = Path(output_directory)
     parts, folds = [], []
     for fold in progress_bar(range(k), desc=f"{scheme} cross-validation", unit="fold", disable=not progress):

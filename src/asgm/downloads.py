@@ -57,11 +57,12 @@ def fetch(download: Download, mirror: Path | None = None, progress: bool = True)
     path = download.path
     if path.is_file() and sha256(path) == download.sha256:
         return path
-    local = mirror / path.name if mirror else None
-    if local is not None and local.is_file() and sha256(local) == download.sha256:
-        with atomic_path(path) as tmp:
-            shutil.copyfile(local, tmp)
-        return path
+    # the mirror holds the file by name, or in a folder named like the file's own (reference/amw/…)
+    for local in (mirror / path.name, mirror / path.parent.name / path.name) if mirror else ():
+        if local.is_file() and sha256(local) == download.sha256:
+            with atomic_path(path) as tmp:
+                shutil.copyfile(local, tmp)
+            return path
     try:
         pooch.retrieve(download.url, known_hash=f"sha256:{download.sha256}", fname=path.name, path=path.parent, progressbar=progress)
     except ValueError as exc:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy.stats import binomtest
 from sklearn.metrics import precision_recall_curve, roc_curve
 
 from asgm.errors import AsgmError, AsgmWarning, InputFileError
@@ -177,6 +178,14 @@ def block_bootstrap(y: np.ndarray, p: np.ndarray, blocks: np.ndarray, threshold:
     table["n_blocks"] = len(block_ids)
     table["n_mine_blocks"] = mine_blocks
     return table.loc[list(METRICS) + list(CONFUSION)]
+
+
+def wilson_interval(hits, n) -> tuple[float, float, float]:
+    """A share and its 95 % Wilson interval; NaN where there is nothing to count."""
+    if pd.isna(n) or n == 0:
+        return np.nan, np.nan, np.nan
+    interval = binomtest(int(hits), int(n)).proportion_ci(confidence_level=0.95, method="wilson")
+    return round(hits / n, 3), round(interval.low, 3), round(interval.high, 3)
 
 
 def curves(y: np.ndarray, p: np.ndarray) -> dict[str, np.ndarray]:

@@ -43,11 +43,11 @@ import rasterio
 from rasterio.features import rasterize, shapes
 from rasterio.windows import Window
 from scipy import ndimage
-from scipy.stats import binomtest
 from shapely.geometry import box, shape
 
 from asgm.atomic import atomic_path, plain_name
 from asgm.errors import AsgmError, InputFileError
+from asgm.evaluate import wilson_interval
 from asgm.progress import progress_bar
 from asgm.scar import (EIGHT, MAX_ELONGATION, MIN_PIXELS, Grid, candidates, ensure_scar_classifier, grown_by, kept_patches, mine_probability,
                        read_reflectance, scar_band_names, scar_mask)
@@ -685,7 +685,7 @@ def evaluate_history(history, masks: dict[str, np.ndarray], changes: dict[str, g
     if "new_sites" in table:
         for rate, (hits, n) in {"new_recall": ("new_found", "new_sites"), "new_recall_all": ("new_found_all", "new_sites_all"),
                                 "new_precision": ("new_correct", "new_polygons")}.items():
-            table = table.join(pd.DataFrame([_wilson(k, m) for k, m in zip(table[hits], table[n])], columns=[rate, f"{rate}_low", f"{rate}_high"]))
+            table = table.join(pd.DataFrame([wilson_interval(k, m) for k, m in zip(table[hits], table[n])], columns=[rate, f"{rate}_low", f"{rate}_high"]))
         table = table.drop(columns=["new_found", "new_found_all", "new_correct"]).astype({c: "Int64" for c in ("new_sites", "new_sites_all", "new_polygons")})
     return table.set_index("period")
 
@@ -710,14 +710,6 @@ def evaluation_summary(table: pd.DataFrame) -> pd.DataFrame:
 def _area_scores(intersection: int, union: int, truth: int, scar: int, pixel_ha: float) -> dict[str, float]:
     return {"true_ha": round(truth * pixel_ha, 2), "scar_ha": round(scar * pixel_ha, 2),
             "area_error": round(scar / max(truth, 1) - 1, 3), "iou": round(intersection / max(union, 1), 3)}
-
-
-def _wilson(hits, n) -> tuple[float, float, float]:
-    """A share and its 95 % Wilson interval; NaN where there is nothing to count."""
-    if pd.isna(n) or n == 0:
-        return np.nan, np.nan, np.nan
-    interval = binomtest(int(hits), int(n)).proportion_ci(confidence_level=0.95, method="wilson")
-    return round(hits / n, 3), round(interval.low, 3), round(interval.high, 3)
 
 
 def _burn(geometries, grid: Grid, all_touched: bool = False) -> np.ndarray:

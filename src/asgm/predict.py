@@ -93,8 +93,9 @@ class TrainedModel:
 
 
 def _is_number(value) -> bool:
-    """A JSON number (``true``/``false`` are Python ints, and no threshold)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """A probability as a JSON number (``true``/``false`` are Python ints, and no threshold; NaN
+    or 5.0 would predict no mine at all)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1
 
 
 def load_trained_model(model_directory: str | Path) -> TrainedModel:
@@ -116,7 +117,7 @@ def load_trained_model(model_directory: str | Path) -> TrainedModel:
     if not isinstance(config.get("channels"), list) or not isinstance(config.get("patch_size"), int):
         raise InputFileError(path / "config.json", "lacks the model's channels (a list) or patch_size", "retrain the model: config.json is written by asgm.train")
     if not _is_number(thresholds.get("threshold")):
-        raise InputFileError(path / "threshold.json", f"threshold must be a number, not {thresholds.get('threshold')!r}", "retrain the model, or set it to a probability such as 0.5")
+        raise InputFileError(path / "threshold.json", f"threshold must be a probability between 0 and 1, not {thresholds.get('threshold')!r}", "retrain the model, or set it to a probability such as 0.5")
     needs = {"none": (), "platt": ("slope", "intercept"), "isotonic": ("x", "y")}
     method = calibration.get("method")
     if method not in needs or any(k not in calibration for k in needs[method]):
@@ -145,6 +146,7 @@ def predict_dataset(model_directory: str | Path, input_directory: str | Path, ou
     table = pd.DataFrame({"patch_id": dataset.index["patch_id"], "probability": probability,
                           "prediction": (probability >= threshold).astype(int)})
     table.attrs["threshold"] = threshold
+    table.attrs["thresholds"] = trained.thresholds
     with atomic_path(output) as tmp:
         table.to_csv(tmp, index=False)
     return table
@@ -166,7 +168,24 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"{args.output}: {len(table)} patches, {int(table['prediction'].sum())} predicted mines "
           f"(probability >= {table.attrs['threshold']:.3f}, the {args.operating_point} threshold)")
+    trust = threshold_trust(table.attrs["thresholds"], args.operating_point)
+    if trust:
+        print(trust)
     return 0
+
+
+def threshold_trust(thresholds: dict, operating_point: str) -> str | None:
+    """How far the threshold can be trusted: the patches it was chosen on and the sensitivity and
+    specificity there, with 95 % intervals (models trained before this was recorded: None)."""
+    evidence = thresholds.get("evidence")
+    key = {"f1": "threshold", "specificity": "specificity"}.get(operating_point)
+    if not isinstance(evidence, dict) or key not in evidence:
+        return None
+    sens, spec = evidence[key]["sensitivity"], evidence[key]["specificity"]
+    source = "out-of-fold predictions of the training patches" if "out-of-fold" in str(thresholds.get("chosen_by", "")) else "the validation patches"
+    return (f"  the threshold was chosen on {evidence['patches']} patches ({evidence['mines']} mines; {source}): there it found "
+            f"{sens[0]:.0%} of the mines [95 % interval {sens[1]:.0%}–{sens[2]:.0%}] at specificity {spec[0]:.0%} [{spec[1]:.0%}–{spec[2]:.0%}]. "
+            "Expect less in a region unlike the training data.")
 
 
 if __name__ == "__main__":

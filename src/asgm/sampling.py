@@ -189,6 +189,8 @@ def sampling_points(profile: Profile) -> gpd.GeoDataFrame:
 #: Mean Earth radius (m), for distances between points given in longitude and latitude.
 EARTH_RADIUS_M = 6_371_008.8
 SPLITS = ("train", "validation", "test")
+#: The split of patches kept out of training and validation (the test split keeps every patch).
+EXCLUDED = "excluded"
 
 
 def _earth_xyz(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
@@ -286,6 +288,25 @@ def spatial_folds(index: pd.DataFrame, k: int, min_distance_m: float, seed: int 
     blocks = _blocks_for_groups(index, k, min_distance_m, "folds")
     return pd.DataFrame({"fold": _balanced_groups(blocks, index["label"].to_numpy().astype(int), np.full(k, 1 / k), seed),
                          "block": blocks}, index=index.index)
+
+
+def held_out_splits(index: pd.DataFrame, folds: np.ndarray, min_distance_m: float, shares: tuple[float, float], seed: int = 0,
+                    areas: int | None = None) -> list[pd.Series]:
+    """For each group of ``folds`` (one group number per row; negative: in no group and never
+    used), a split holding that group out as ``test`` and dividing the other groups' patches into
+    ``train`` and ``validation`` by spatial blocks (:func:`spatial_split` with the ``shares`` of
+    train and validation); rows in no group are ``excluded``. Series on ``index``'s index."""
+    folds = np.asarray(folds)
+    train, validation = shares
+    fractions = (train / (train + validation), validation / (train + validation), 0.0)
+    splits = []
+    for fold in sorted(set(folds[folds >= 0].tolist())):
+        held = folds == fold
+        rest = (folds >= 0) & ~held
+        split = pd.Series(np.where(held, "test", EXCLUDED), index=index.index, dtype=object)
+        split[rest] = spatial_split(index.loc[rest], min_distance_m, fractions, seed, areas)["split"]
+        splits.append(split)
+    return splits
 
 
 def spatial_regions(index: pd.DataFrame, n_regions: int, min_distance_m: float, seed: int = 0) -> pd.DataFrame:

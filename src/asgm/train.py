@@ -40,14 +40,13 @@ from asgm.errors import AsgmError, AsgmWarning, ConfigError, InputFileError
 from asgm.models import ARCHITECTURES, band_statistics, build_model, ensemble, normalize_patches, predict_probabilities
 from asgm.patches import Dataset, read_dataset
 from asgm.progress import progress_bar
-from asgm.sampling import min_distance_between, spatial_split
+from asgm.labels import confident_learning_flags
+from asgm.sampling import EXCLUDED, held_out_splits, min_distance_between, spatial_folds, spatial_split
 from asgm.scar import open_ground_ha
 
 MODEL_FILES = ("model.keras", "config.json", "threshold.json", "metrics.json", "calibration.json", "predictions.csv")
 #: Version of the model directory's contents; bump it when they change, so older directories are retrained.
 MODEL_FORMAT = 3
-#: Split of the patches left out of training and validation by ``training.train_negatives``.
-EXCLUDED = "excluded"
 #: Open ground (ha) below which a mine patch shows little or none of its mining, and the share of
 #: such mine patches above which training warns (on the real benchmark: 22 % of the mines, 84 % in one region).
 HIDDEN_MINE_HA, HIDDEN_MINE_SHARE = 0.5, 0.1
@@ -311,6 +310,15 @@ def train_experiment(dataset: Dataset | str | Path, output_directory: str | Path
                              "channel: there is nothing to learn (an export that failed, or a dataset of no-data patches)",
                              "rebuild the dataset from imagery that covers the points (notebook 02), and check a few patches in its preview")
 
+    out_of_fold = None
+    if config.label_noise is not None or config.thresholds_from == "out_of_fold":
+        out_of_fold = out_of_fold_probabilities(dataset, output_directory, experiment_name, config, assigned, progress, force)
+    flagged = np.zeros(len(index), bool)
+    if config.label_noise == "prune":
+        seen = ~np.isnan(out_of_fold)
+        flagged[seen] = confident_learning_flags(y[seen], out_of_fold[seen])
+        split = np.where(flagged, EXCLUDED, split)
+
     targets = y.astype(np.float32)
     if config.teacher is not None:
         teacher = train_experiment(dataset, output_directory, f"{experiment_name}_teacher", dataclasses.replace(config, architecture=config.teacher, teacher=None),
@@ -332,6 +340,16 @@ def train_experiment(dataset: Dataset | str | Path, output_directory: str | Path
     val, test = split == "validation", split == "test"
     calibration, thresholds = calibrate_and_choose_thresholds(y[val], raw[val], config)
     probability = apply_calibration(calibration, raw)
+    evidence, scores = val, probability
+    if out_of_fold is not None:
+        trusted = ~np.isnan(out_of_fold) & ~flagged
+        _, pooled = calibrate_and_choose_thresholds(y[trusted], out_of_fold[trusted], dataclasses.replace(config, calibration="none"))
+        pooled["chosen_by"] = pooled["chosen_by"].replace("the validation split", f"the out-of-fold predictions of {trusted.sum()} training and validation patches")
+        if config.thresholds_from == "out_of_fold":
+            thresholds, evidence, scores = pooled | {"validation": thresholds}, trusted, out_of_fold
+        else:
+            thresholds["out_of_fold"] = pooled
+    thresholds["evidence"] = threshold_evidence(y[evidence], scores[evidence], thresholds["threshold"], thresholds["specificity"]["threshold"])
     f1_threshold, strict_threshold = thresholds["threshold"], thresholds["specificity"]["threshold"]
     blocks = assigned["block"].to_numpy()
     tables = {
@@ -350,6 +368,7 @@ def train_experiment(dataset: Dataset | str | Path, output_directory: str | Path
         "bootstrap": {"replicates": config.bootstrap, "level": 0.95, "resampled": "spatial blocks",
                       "test_blocks": int(tables["f1"]["n_blocks"].iloc[0]), "test_mine_blocks": int(tables["f1"]["n_mine_blocks"].iloc[0])},
         "best_epochs": best_epochs,
+        "label_noise": {"handling": config.label_noise, "flagged": index.loc[flagged, "patch_id"].tolist()},
     }
     model_config = {
         "training_key": key,
@@ -369,6 +388,8 @@ def train_experiment(dataset: Dataset | str | Path, output_directory: str | Path
     }
     predictions = pd.DataFrame({"patch_id": index["patch_id"], "split": split, "block": blocks,
                                 "probability": probability, "raw_probability": raw, "label": y})
+    if out_of_fold is not None:
+        predictions = predictions.assign(out_of_fold=out_of_fold, label_issue=flagged)
     history = pd.concat(histories, ignore_index=True)
 
     with atomic_path(model_dir, marker="config.json", what="model directory") as tmp:
@@ -391,6 +412,38 @@ def train_experiment(dataset: Dataset | str | Path, output_directory: str | Path
             fig.savefig(tmp / "figures" / name, dpi=110, bbox_inches="tight")
             plt.close(fig)
     return model_dir
+
+
+def out_of_fold_probabilities(dataset: Dataset, output_directory: str | Path, experiment_name: str, config: TrainingConfig,
+                              assigned: pd.DataFrame, progress: bool = True, force: bool = False) -> np.ndarray:
+    """Calibrated out-of-fold probabilities of the training and validation patches (NaN for the
+    others), from a spatial ``config.label_folds``-fold cross-validation over them of one model of
+    the recipe each (``<experiment>_labelfold<i>`` beside the model, reused when up to date). The
+    test split is never seen."""
+    used = assigned["split"].isin(["train", "validation"]).to_numpy()
+    distance = config.min_distance_m or default_min_distance(dataset)
+    folds = np.full(len(dataset.index), -1)
+    folds[used] = spatial_folds(dataset.index.loc[used], config.label_folds, distance, config.seed)["fold"].to_numpy()
+    single = dataclasses.replace(config, ensemble=1, label_noise=None, thresholds_from="validation", bootstrap=min(config.bootstrap, 200))
+    probability = np.full(len(dataset.index), np.nan)
+    for fold, split in enumerate(held_out_splits(dataset.index, folds, distance, tuple(config.split[:2]), config.seed, config.split_areas)):
+        model_dir = train_experiment(dataset, output_directory, f"{experiment_name}_labelfold{fold}", single, progress, force,
+                                     pd.DataFrame({"split": split, "block": assigned["block"]}))
+        predictions = pd.read_csv(model_dir / "predictions.csv")
+        held = predictions["split"].to_numpy() == "test"
+        probability[dataset.rows(predictions.loc[held, "patch_id"])] = predictions.loc[held, "probability"].to_numpy()
+    return probability
+
+
+def threshold_evidence(y: np.ndarray, p: np.ndarray, threshold: float, strict_threshold: float) -> dict:
+    """What stands behind the thresholds: the patches they were chosen on, and the sensitivity and
+    specificity there at each, with 95 % Wilson intervals (``asgm.predict`` prints them)."""
+    out = {"patches": int(len(y)), "mines": int(y.sum())}
+    for name, t in (("threshold", threshold), ("specificity", strict_threshold)):
+        predicted = p >= t
+        out[name] = {"sensitivity": evaluate.wilson_interval(int((predicted & (y == 1)).sum()), int((y == 1).sum())),
+                     "specificity": evaluate.wilson_interval(int((~predicted & (y == 0)).sum()), int((y == 0).sum()))}
+    return out
 
 
 def calibrate_and_choose_thresholds(y_val: np.ndarray, raw_val: np.ndarray, config: TrainingConfig) -> tuple[dict, dict]:
