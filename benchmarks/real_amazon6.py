@@ -34,7 +34,7 @@ import pandas as pd
 
 from asgm import augment, evaluate
 from asgm.calibrate import apply_calibration, expected_calibration_error
-from asgm.config import AUGMENTATIONS, TrainingConfig
+from asgm.config import AUGMENTATIONS, LabelsConfig, TrainingConfig
 from asgm.crossval import CrossValidation, cross_validate
 from asgm.labels import agreed, audit_labels, confident_learning_flags, read_reference
 from asgm.models import normalize_patches, predict_probabilities
@@ -78,6 +78,8 @@ VARIANTS = {
     # the upper bound a reference map gives: patches whose label Earth Genome's map contradicts
     # (asgm.labels' defaults) never trained or validated on (they stay in the test folds)
     "agreed": {**SINGLE, "train_on": "agreed"},
+    # ... and also the mine patches near which the map has mining only after the image (labels.mine_mapped_later)
+    "agreed_strict": {**SINGLE, "train_on": "agreed_strict"},
     "thesis_cnn": {**SINGLE, "architecture": "thesis_cnn", "standardize": False, "learning_rate": 3e-4, "patience": 10,
                    "lr_patience": None, "calibration": "none", "augment": ("dihedral",)},
 }
@@ -199,8 +201,10 @@ def main() -> None:
     if not (DATA / "patches.npy").is_file():
         raise SystemExit(f"real data not found at {DATA}: this benchmark needs ../shared/data (or ASGM_REFERENCE_DATA)")
     dataset = read_dataset(DATA)
-    audit = audit_labels(dataset, read_reference(REFERENCE), progress=False)
+    footprints = read_reference(REFERENCE)
+    audit = audit_labels(dataset, footprints, progress=False)
     trusted = agreed(audit)
+    strict = agreed(audit_labels(dataset, footprints, LabelsConfig(mine_mapped_later=True), progress=False))
     print(f"reference: {REFERENCE} — {int((~trusted).sum())} of {len(trusted)} labels conflict with it (asgm.labels defaults)", flush=True)
     k = SCHEMES[args.evaluation]
     print(f"REAL data: {DATA} — {args.evaluation} ({k} groups), {args.seeds} training seed(s) per variant", flush=True)
@@ -210,7 +214,8 @@ def main() -> None:
         for seed in range(args.first_seed, args.first_seed + args.seeds):
             settings = dict(VARIANTS[name])
             augment.GAIN_FACTOR = settings.pop("gain_factor", DEFAULT_GAIN_FACTOR)  # a module constant, not a config key
-            exclude = (~trusted).reindex(dataset.index["patch_id"]).to_numpy() if settings.pop("train_on", None) == "agreed" else None
+            train_on = {"agreed": trusted, "agreed_strict": strict}.get(settings.pop("train_on", None))
+            exclude = None if train_on is None else (~train_on).reindex(dataset.index["patch_id"]).to_numpy()
             config = dataclasses.replace(TrainingConfig(), seed=seed, bootstrap=200, **settings)
             start = time.perf_counter()
             cv = cross_validate(dataset, args.out / args.evaluation / name / f"seed{seed}", config, args.evaluation, k, args.fold_seed, progress=False,

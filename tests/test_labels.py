@@ -16,7 +16,7 @@ from shapely.geometry import Polygon, box
 
 from asgm.config import LabelsConfig
 from asgm.errors import AsgmError, InputFileError
-from asgm.labels import (MINE_NOT_IN_REFERENCE, NON_MINE_IN_REFERENCE, agreed, audit_dataset, audit_labels, confident_learning_flags,
+from asgm.labels import (MINE_MAPPED_AFTER_IMAGE, MINE_NOT_IN_REFERENCE, NON_MINE_IN_REFERENCE, agreed, audit_dataset, audit_labels, confident_learning_flags,
                          read_reference)
 from asgm.patches import read_dataset
 from asgm.regions import WGS84, utm_crs
@@ -93,10 +93,17 @@ def test_mining_mapped_after_the_image_is_not_a_conflict(tmp_path):
     later = write_reference(tmp_path / "later" / "mining_202200_simplified.geojson", [(whole, 202200)])
     earlier = write_reference(tmp_path / "earlier" / "mining_202100_simplified.geojson", [(whole, 202100)])
     quarter = write_reference(tmp_path / "quarter.geojson", [(whole, "2021-10-01")], key="date")
-    data = write_patches(tmp_path / "ds", [{"patch_id": "n", "lon": lon, "lat": lat, "label": 0, "date_end": "2021-12-31"}])
+    data = write_patches(tmp_path / "ds", [{"patch_id": "n", "lon": lon, "lat": lat, "label": 0, "date_end": "2021-12-31"},
+                                           {"patch_id": "m", "lon": lon, "lat": lat, "label": 1, "date_end": "2021-12-31"}])
     dataset = read_dataset(data)
     after = audit_labels(dataset, read_reference(later.parent), progress=False).iloc[0]
     assert (after["cover"], after["cover_any_year"], after["first_year"], after["conflict"]) == (0.0, 1.0, 2022, "")
+    # a mine whose mining the reference maps only the year after its image: kept unless asked
+    mine = audit_labels(dataset, read_reference(later.parent), progress=False).iloc[1]
+    assert (mine["distance_m"], np.isnan(mine["distance_by_date_m"]), mine["conflict"]) == (0.0, True, "")
+    strict = audit_labels(dataset, read_reference(later.parent), LabelsConfig(mine_mapped_later=True), progress=False)
+    assert strict["conflict"].tolist() == ["", MINE_MAPPED_AFTER_IMAGE]
+    assert audit_labels(dataset, read_reference(earlier.parent), LabelsConfig(mine_mapped_later=True), progress=False)["conflict"].iloc[1] == ""
     before = audit_labels(dataset, read_reference(earlier.parent), progress=False).iloc[0]
     assert (before["cover"], before["first_year"], before["conflict"]) == (1.0, 2021, NON_MINE_IN_REFERENCE)
     assert audit_labels(dataset, read_reference(quarter), progress=False)["conflict"].iloc[0] == NON_MINE_IN_REFERENCE

@@ -362,6 +362,10 @@ class LabelsConfig:
     #: A mine patch conflicts with the reference when no reference mining of any year lies within
     #: this distance of the patch (0: none touches the patch).
     mine_max_distance_m: float = 0.0
+    #: Also a conflict: a mine patch near which the reference maps mining only after the image's
+    #: window (the image may show little or none of it). On the real benchmark 108 of 386 mine
+    #: patches are such, with a median of 0.46 ha of open ground against 5.8 ha for the others.
+    mine_mapped_later: bool = False
     #: What happens to conflicting patches: ``drop`` (left out of the audited dataset) or
     #: ``relabel`` (their label set to the reference's; the original kept in ``label_original``).
     action: str = "drop"

@@ -19,16 +19,20 @@ For each patch, in the patch's own UTM zone:
 - ``cover``: the share of the patch mapped as mining by the end of its image window;
 - ``first_year``: the first year the reference maps mining in the patch (any year);
 - ``distance_m``: the distance from the patch to the nearest reference mining of any year (0 when
-  it touches; empty when none lies within :data:`SEARCH_M`).
+  it touches; empty when none lies within :data:`SEARCH_M`); ``distance_by_date_m`` the same for
+  mining mapped by the end of the image window.
 
 A non-mine patch conflicts when ``cover`` exceeds ``labels.negative_max_cover``
 (``non_mine_in_reference``); a mine patch when ``distance_m`` exceeds ``labels.mine_max_distance_m``
-(``mine_not_in_reference``).
+(``mine_not_in_reference``) and, with ``labels.mine_mapped_later``, also when only
+``distance_by_date_m`` does (``mine_mapped_after_image``: the reference maps the mining only after
+the image, which may show little or none of it).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import re
@@ -58,6 +62,9 @@ REFERENCE_SUFFIXES = (".geojson", ".json", ".gpkg", ".shp")
 SEARCH_M = 5000.0
 #: Values of ``label_audit.csv``'s ``conflict`` column.
 NON_MINE_IN_REFERENCE, MINE_NOT_IN_REFERENCE = "non_mine_in_reference", "mine_not_in_reference"
+#: With ``labels.mine_mapped_later``: a mine patch near which the reference maps mining only after its image.
+MINE_MAPPED_AFTER_IMAGE = "mine_mapped_after_image"
+CONFLICTS = (NON_MINE_IN_REFERENCE, MINE_NOT_IN_REFERENCE, MINE_MAPPED_AFTER_IMAGE)
 AUDIT_FILE, GALLERY_FILE = "label_audit.csv", "label_audit.png"
 #: Version of the audited directory's contents; bump it when they change, so older ones are redone.
 AUDIT_FORMAT = 1
@@ -187,49 +194,52 @@ def patch_footprints(dataset: Dataset) -> tuple[pd.Series, pd.Series]:
 
 def audit_labels(dataset: Dataset, reference: gpd.GeoDataFrame, config: LabelsConfig | None = None, progress: bool = True) -> pd.DataFrame:
     """Every patch against the reference: ``patch_id, label, category (if any), date_end, cover,
-    cover_any_year, first_year, distance_m, conflict`` (see the module's docstring)."""
+    cover_any_year, first_year, distance_m, distance_by_date_m, conflict`` (see the module's docstring)."""
     config = config or LabelsConfig()
     index = dataset.index.reset_index(drop=True)
     ends = image_window_ends(dataset, config.image_date_end)
     squares, crss = patch_footprints(dataset)
-    cover = np.zeros(len(index))
-    cover_any = np.zeros(len(index))
-    first_year = np.full(len(index), np.nan)
-    distance = np.full(len(index), np.nan)
+    n = len(index)
+    cover, cover_any = np.zeros(n), np.zeros(n)
+    first_year, distance, distance_by_date = np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan)
     tree = reference.sindex
-    bar = progress_bar(total=len(index), desc="label audit", unit="patch", disable=not progress)
-    for crs_text, rows in pd.Series(range(len(index))).groupby(crss.map(lambda c: CRS(c).to_string())):
+    bar = progress_bar(total=n, desc="label audit", unit="patch", disable=not progress)
+    for crs_text, rows in pd.Series(range(n)).groupby(crss.map(lambda c: CRS(c).to_string())):
         rows = rows.to_numpy()
         crs = CRS(crs_text)
         local = gpd.GeoSeries(squares.iloc[rows].to_numpy(), crs=crs)
-        search = local.buffer(SEARCH_M).to_crs(WGS84)
-        near = np.unique(tree.query(search.to_numpy(), predicate="intersects")[1])
+        near = np.unique(tree.query(local.buffer(SEARCH_M).to_crs(WGS84).to_numpy(), predicate="intersects")[1])
         ref = reference.iloc[near].to_crs(crs).reset_index(drop=True)
-        ref_tree = ref.sindex
         for i, row in enumerate(rows):
             square = local.iloc[i]
-            touching = ref_tree.query(square, predicate="intersects")
-            if len(touching):
-                area = square.area
-                cover_any[row] = shapely.union_all(ref.geometry.iloc[touching].to_numpy()).intersection(square).area / area
-                counted = touching[(ref["start"].iloc[touching] < ends.iloc[row]).to_numpy()]
-                if len(counted):
-                    cover[row] = shapely.union_all(ref.geometry.iloc[counted].to_numpy()).intersection(square).area / area
-                first_year[row] = ref["year"].iloc[touching].min()
-                distance[row] = 0.0
-            elif len(ref):
-                _, d = ref_tree.nearest(square, max_distance=SEARCH_M, return_distance=True)
-                distance[row] = float(d.min()) if len(d) else np.nan
+            close = ref.iloc[ref.sindex.query(square, predicate="dwithin", distance=SEARCH_M)]
+            if close.empty:
+                bar.update(1)
+                continue
+            gap = close.distance(square).to_numpy()
+            counted = (close["start"] < ends.iloc[row]).to_numpy()
+            distance[row] = gap.min()
+            distance_by_date[row] = gap[counted].min() if counted.any() else np.nan
+            touching = gap == 0
+            if touching.any():
+                cover_any[row] = shapely.union_all(close.geometry[touching].to_numpy()).intersection(square).area / square.area
+                first_year[row] = close["year"][touching].min()
+            if (touching & counted).any():
+                cover[row] = shapely.union_all(close.geometry[touching & counted].to_numpy()).intersection(square).area / square.area
             bar.update(1)
     bar.close()
     label = index["label"].to_numpy().astype(int)
-    conflict = np.where((label == 0) & (cover > config.negative_max_cover), NON_MINE_IN_REFERENCE,
-                        np.where((label == 1) & ~(distance <= config.mine_max_distance_m), MINE_NOT_IN_REFERENCE, ""))
+    tolerance = config.mine_max_distance_m
+    conflict = np.select([(label == 0) & (cover > config.negative_max_cover),
+                          (label == 1) & ~(distance <= tolerance),
+                          (label == 1) & ~(distance_by_date <= tolerance) & config.mine_mapped_later],
+                         [NON_MINE_IN_REFERENCE, MINE_NOT_IN_REFERENCE, MINE_MAPPED_AFTER_IMAGE], "")
     audit = pd.DataFrame({"patch_id": index["patch_id"], "label": label})
     if "category" in index.columns:
         audit["category"] = index["category"]
     return audit.assign(date_end=ends.dt.strftime("%Y-%m-%d").to_numpy(), cover=cover.round(4), cover_any_year=cover_any.round(4),
-                        first_year=pd.array(first_year, dtype="Int64"), distance_m=distance.round(1), conflict=conflict)
+                        first_year=pd.array(first_year, dtype="Int64"), distance_m=distance.round(1),
+                        distance_by_date_m=distance_by_date.round(1), conflict=conflict)
 
 
 def agreed(audit: pd.DataFrame) -> pd.Series:
@@ -268,8 +278,7 @@ def apply_audit(dataset: Dataset, audit: pd.DataFrame, action: str) -> tuple[np.
     if action == "drop":
         keep = np.flatnonzero(conflict == "")
         return keep, index.iloc[keep].reset_index(drop=True)
-    relabelled = np.where(conflict == NON_MINE_IN_REFERENCE, 1, np.where(conflict == MINE_NOT_IN_REFERENCE, 0, index["label"]))
-    return np.arange(len(index)), index.assign(label=relabelled)
+    return np.arange(len(index)), index.assign(label=np.where(conflict != "", 1 - index["label"], index["label"]))
 
 
 def audit_dataset(input_directory: str | Path, reference: str | Path, output_directory: str | Path, config: LabelsConfig | None = None,
@@ -293,8 +302,8 @@ def audit_dataset(input_directory: str | Path, reference: str | Path, output_dir
         raise AsgmError(f"--output_directory {out} is the input dataset: the audit writes a new dataset directory and never replaces its input. "
                         "How to fix: give another directory, e.g. " + str(dataset.path.with_name(dataset.path.name + "_audited")))
     check_target(out, directory=True, marker="dataset.json", what="dataset directory")
-    key = hashlib.sha256(json.dumps([dataset.fingerprint, reference_fingerprint(reference), config.negative_max_cover, config.mine_max_distance_m,
-                                     config.action, config.image_date_end, AUDIT_FORMAT]).encode()).hexdigest()[:16]
+    settings = dataclasses.asdict(config) | {"reference": None}
+    key = hashlib.sha256(json.dumps([dataset.fingerprint, reference_fingerprint(reference), settings, AUDIT_FORMAT]).encode()).hexdigest()[:16]
     if (out / "dataset.json").is_file() and (out / AUDIT_FILE).is_file():
         if read_dataset(out).meta.get("label_audit", {}).get("key") == key:
             return out
@@ -303,9 +312,8 @@ def audit_dataset(input_directory: str | Path, reference: str | Path, output_dir
     keep, index = apply_audit(dataset, audit, config.action)
     counts = audit["conflict"].value_counts().drop("", errors="ignore").to_dict()
     meta = dict(dataset.meta) | {
-        "label_audit": {"key": key, "source": str(dataset.path), "reference": str(reference), "action": config.action,
-                        "negative_max_cover": config.negative_max_cover, "mine_max_distance_m": config.mine_max_distance_m,
-                        "conflicts": {NON_MINE_IN_REFERENCE: int(counts.get(NON_MINE_IN_REFERENCE, 0)), MINE_NOT_IN_REFERENCE: int(counts.get(MINE_NOT_IN_REFERENCE, 0))},
+        "label_audit": {"key": key, "source": str(dataset.path), "reference": str(reference), **settings,
+                        "conflicts": {kind: int(counts.get(kind, 0)) for kind in CONFLICTS if kind != MINE_MAPPED_AFTER_IMAGE or config.mine_mapped_later},
                         "patches_in": len(dataset), "patches_out": len(keep)},
         "n_patches": len(keep), "n_positive": int(index["label"].sum()),
     }
@@ -337,10 +345,11 @@ def gallery_patches(audit: pd.DataFrame, per_row: int = 6) -> dict[str, list[int
     kinds = {
         NON_MINE_IN_REFERENCE: audit.index[conflict == NON_MINE_IN_REFERENCE][np.argsort(-audit["cover"][conflict == NON_MINE_IN_REFERENCE].to_numpy(), kind="stable")],
         MINE_NOT_IN_REFERENCE: audit.index[conflict == MINE_NOT_IN_REFERENCE][np.argsort(-farthest[conflict == MINE_NOT_IN_REFERENCE].to_numpy(), kind="stable")],
+        MINE_MAPPED_AFTER_IMAGE: rng.permutation(audit.index[conflict == MINE_MAPPED_AFTER_IMAGE]),
         "agreeing mines": rng.permutation(audit.index[(conflict == "") & (audit["label"] == 1)]),
         "agreeing non-mines": rng.permutation(audit.index[(conflict == "") & (audit["label"] == 0)]),
     }
-    return {kind: [int(i) for i in rows[:per_row]] for kind, rows in kinds.items()}
+    return {kind: [int(i) for i in rows[:per_row]] for kind, rows in kinds.items() if len(rows) or kind != MINE_MAPPED_AFTER_IMAGE}
 
 
 def reference_outlines(dataset: Dataset, reference: gpd.GeoDataFrame, shown: dict[str, list[int]], date_end: str | None = None) -> dict[int, list]:
@@ -388,13 +397,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help=f"a non-mine conflicts above this share of reference mining (default {defaults.negative_max_cover})")
     parser.add_argument("--mine_max_distance_m", type=float, default=defaults.mine_max_distance_m,
                         help=f"a mine conflicts when no reference mining lies within this distance (default {defaults.mine_max_distance_m:g} m: none touches the patch)")
+    parser.add_argument("--mine_mapped_later", action="store_true",
+                        help="also a conflict: a mine patch near which the reference maps mining only after the image's window")
     parser.add_argument("--image_date_end", help="end of the images' window (YYYY-MM-DD, exclusive) when the dataset does not record it")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    config = LabelsConfig(None, args.negative_max_cover, args.mine_max_distance_m, args.action, args.image_date_end)
+    config = LabelsConfig(negative_max_cover=args.negative_max_cover, mine_max_distance_m=args.mine_max_distance_m,
+                          mine_mapped_later=args.mine_mapped_later, action=args.action, image_date_end=args.image_date_end)
     try:
         validate_labels(config, None, "--")  # a bad flag is the flag's fault
         out = audit_dataset(args.input_directory, args.reference, args.output_directory, config)
@@ -405,8 +417,9 @@ def main(argv: list[str] | None = None) -> int:
     meta = read_dataset(out).meta["label_audit"]
     n0, n1 = int((audit["label"] == 0).sum()), int((audit["label"] == 1).sum())
     c = meta["conflicts"]
+    later = f", {c[MINE_MAPPED_AFTER_IMAGE]} more only after the image's date" if config.mine_mapped_later else ""
     print(f"{out}: {c[NON_MINE_IN_REFERENCE]} of {n0} non-mines lie on reference mining (> {config.negative_max_cover:.0%} of the patch by the image's date), "
-          f"{c[MINE_NOT_IN_REFERENCE]} of {n1} mines have no reference mining within {config.mine_max_distance_m:g} m in any year; "
+          f"{c[MINE_NOT_IN_REFERENCE]} of {n1} mines have no reference mining within {config.mine_max_distance_m:g} m in any year{later}; "
           f"{config.action}: {meta['patches_out']} of {meta['patches_in']} patches kept" + (f", {sum(c.values())} relabelled" if config.action == "relabel" else "")
           + f". Figures per patch: {out / AUDIT_FILE}; gallery: {out / GALLERY_FILE}")
     return 0

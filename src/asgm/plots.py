@@ -436,16 +436,19 @@ def plot_label_audit(dataset: Dataset, audit: pd.DataFrame, shown: dict[str, lis
     colour with the reference's mining by its image date outlined in red, and its figures."""
     channels = dataset.channels
     ncols = max([len(r) for r in shown.values()] + [1])
-    fig, axes = plt.subplots(len(shown), ncols, figsize=(2.2 * ncols, 2.75 * len(shown) + 0.5), squeeze=False, layout="constrained")
+    fig = plt.figure(figsize=(2.2 * ncols, 2.9 * len(shown) + 0.4), layout="constrained")
+    rows_of_figure = np.atleast_1d(fig.subfigures(len(shown), 1))
     rows = sorted({r for kind in shown.values() for r in kind})
     rgb = rgb_bands(np.asarray(dataset.patches[rows]), channels) if rows else np.zeros((0, 1, 1, 3))
     valid = rgb.sum(-1) > 0
     limits = np.percentile(rgb[valid], [2, 98], axis=0) if valid.any() else None
-    titles = {"non_mine_in_reference": "labelled NO MINE, on reference mining", "mine_not_in_reference": "labelled MINE, no reference mining near"}
-    for axes_row, (kind, picked) in zip(axes, shown.items()):
+    titles = {"non_mine_in_reference": "labelled NO MINE, on reference mining", "mine_not_in_reference": "labelled MINE, no reference mining near",
+              "mine_mapped_after_image": "labelled MINE, reference mining only after the image"}
+    for subfigure, (kind, picked) in zip(rows_of_figure, shown.items()):
+        axes_row = np.atleast_1d(subfigure.subplots(1, ncols))
         for ax in axes_row:
             ax.set_axis_off()
-        axes_row[0].set_title(f"{titles.get(kind, kind)} ({len(picked)} shown)", loc="left", fontsize=9, fontweight="bold", pad=16)
+        subfigure.suptitle(f"{titles.get(kind, kind)} ({len(picked)} shown)", x=0.005, ha="left", fontsize=9, fontweight="bold")
         for ax, row in zip(axes_row, picked):
             a = audit.iloc[row]
             _show_patch(ax, np.asarray(dataset.patches[row]), channels, limits, osm=False)
