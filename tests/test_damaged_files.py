@@ -65,6 +65,9 @@ MODEL_DAMAGE = {
     "threshold.json truncated": ("threshold.json", truncate),
     "threshold.json without threshold": ("threshold.json", lambda p: p.write_text("{}")),
     "threshold.json threshold text": ("threshold.json", lambda p: p.write_text('{"threshold": "high"}')),
+    # a threshold no probability reaches (or NaN) would silently predict no mine at all
+    "threshold.json threshold NaN": ("threshold.json", lambda p: p.write_text('{"threshold": NaN}')),
+    "threshold.json threshold 5": ("threshold.json", lambda p: p.write_text('{"threshold": 5.0}')),
     "calibration.json missing": ("calibration.json", lambda p: p.unlink()),
     "calibration.json unknown method": ("calibration.json", lambda p: p.write_text('{"method": "magic"}')),
     "calibration.json platt without slope": ("calibration.json", lambda p: p.write_text('{"method": "platt"}')),
@@ -95,6 +98,16 @@ def test_damaged_model_directories_get_a_clear_error(clean_model, tmp_path, case
     assert predict.main(["--model_directory", str(broken), "--input_directory", str(data), "--output", str(tmp_path / "p.csv")]) == 2
     assert name in capsys.readouterr().err
     assert snapshot(tmp_path) == before
+
+
+def test_predict_says_what_stands_behind_its_threshold(clean_model, tmp_path, capsys):
+    model_dir, data = clean_model
+    evidence = json.loads((model_dir / "threshold.json").read_text())["evidence"]
+    assert predict.main(["--model_directory", str(model_dir), "--input_directory", str(data), "--output", str(tmp_path / "p.csv")]) == 0
+    out = capsys.readouterr().out
+    sens, spec = evidence["threshold"]["sensitivity"], evidence["threshold"]["specificity"]
+    assert f"chosen on {evidence['patches']} patches ({evidence['mines']} mines; the validation patches)" in out
+    assert f"found {sens[0]:.0%} of the mines [95 % interval {sens[1]:.0%}–{sens[2]:.0%}] at specificity {spec[0]:.0%}" in out
 
 
 def test_the_parent_of_model_directories_names_them(clean_model):

@@ -172,7 +172,8 @@ def test_config_rejects_bad_recipe_values(tmp_path):
 
     for text, key in (("augment: [dihedral, mixup]\n", "training.augment"), ("bagging: 1.5\n", "training.bagging"),
                       ("calibration: beta\n", "training.calibration"), ("lr_factor: 2\n", "training.lr_factor"),
-                      ("mine_min_open_ha: -1\n", "training.mine_min_open_ha")):
+                      ("mine_min_open_ha: -1\n", "training.mine_min_open_ha"), ("label_noise: forget\n", "training.label_noise"),
+                      ("thresholds_from: test\n", "training.thresholds_from"), ("label_folds: 1\n", "training.label_folds")):
         path = tmp_path / "t.yaml"
         path.write_text(text)
         with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
@@ -228,6 +229,54 @@ def test_fold_splits_keep_validation_and_test_away_from_training(tmp_path):
     assert (held_out == 1).all()  # every patch is held out exactly once
     with pytest.raises(AsgmError, match="scheme"):
         fold_splits(data, "random", 4, config)
+    # patches kept out of training (e.g. labels a reference contradicts) are still tested in their fold, on the same folds
+    exclude = np.arange(len(data.index)) % 5 == 0
+    same_groups, kept_out = fold_splits(data, "kfold", 4, config, exclude=exclude)
+    assert same_groups.equals(groups)
+    for plain, split in zip(splits, kept_out):
+        used = split["split"].isin(["train", "validation"]).to_numpy()
+        assert not (used & exclude).any()
+        assert np.array_equal(split["split"] == "test", plain["split"] == "test")
+        assert np.array_equal(split["split"][~exclude], plain["split"][~exclude])
+
+
+@pytest.mark.slow
+def test_pruning_label_issues_finds_planted_flips_and_beats_training_on_them(tmp_path):
+    """30 % of the mines labelled non-mine: confident learning on a 3-fold cross-validation of the
+    training and validation patches finds most flips, and the model trained without them is
+    better on the true labels of the test patches than the one trained on every label."""
+    from sklearn.metrics import log_loss
+
+    data = write_toy_dataset(tmp_path / "toy", n=240, signal=0.02)
+    index = pd.read_csv(data / "index.csv")
+    truth = index["label"].to_numpy().copy()
+    flipped = np.random.default_rng(0).choice(np.flatnonzero(truth == 1), 36, replace=False)
+    index.loc[flipped, "label"] = 0
+    index.to_csv(data / "index.csv", index=False)
+    scores = {}
+    for noise in (None, "prune"):
+        config = TrainingConfig(ensemble=1, epochs=15, patience=5, bootstrap=50, label_noise=noise,
+                                thresholds_from="out_of_fold" if noise else "validation")
+        model_dir = train.train_experiment(data, tmp_path / "models", f"noise_{noise}", config, progress=False)
+        pred = pd.read_csv(model_dir / "predictions.csv")
+        test = (pred["split"] == "test").to_numpy()
+        scores[noise] = log_loss(truth[test], pred["probability"][test])
+    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["noise_None", "noise_prune", "noise_prune_labelfold0",
+                                                                       "noise_prune_labelfold1", "noise_prune_labelfold2"]
+    planted = np.zeros(len(truth), bool)
+    planted[flipped] = True
+    seen = pred["out_of_fold"].notna().to_numpy()
+    assert seen.sum() == (~test).sum()  # every training and validation patch got one out-of-fold probability, no test patch
+    flags = pred["label_issue"].to_numpy()
+    assert (flags & planted).sum() >= 0.5 * (planted & seen).sum() and (flags & planted).sum() >= 0.75 * flags.sum()
+    assert (pred.loc[flags, "split"] == "excluded").all()
+    assert scores["prune"] < 0.7 * scores[None], scores
+    thresholds = json.loads((model_dir / "threshold.json").read_text())
+    assert "out-of-fold" in thresholds["chosen_by"] and thresholds["evidence"]["patches"] == int((seen & ~flags).sum())
+    assert "validation" in thresholds  # the validation split's own thresholds are kept beside
+    stamp = (tmp_path / "models" / "noise_prune_labelfold0" / "model.keras").stat().st_mtime_ns
+    train.train_experiment(data, tmp_path / "models", "noise_prune", config, progress=False)
+    assert (tmp_path / "models" / "noise_prune_labelfold0" / "model.keras").stat().st_mtime_ns == stamp
 
 
 @pytest.mark.slow
