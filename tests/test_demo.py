@@ -5,7 +5,7 @@ import numpy as np
 import rasterio
 from scipy import ndimage
 
-from asgm.config import S2_BANDS
+from asgm.config import S2_BANDS, SyntheticConfig
 from asgm.imagery.demo import CLASSES, NEGATIVE_CLEARANCE_M, ensure_demo_region, generate_demo_region
 
 
@@ -57,10 +57,44 @@ def test_points_and_ground_truth_agree(tiny_demo):
     mines = gpd.read_file(region.mine_polygons).to_crs(32620)
     positives = gpd.read_file(region.positives).to_crs(32620)
     negatives = gpd.read_file(region.negatives).to_crs(32620)
-    assert len(mines) == len(positives) == cfg.n_mine_sites
-    assert positives.within(mines.union_all()).all()
-    assert (negatives.distance(mines.union_all()) >= NEGATIVE_CLEARANCE_M - 1e-6).all()
-    assert len(negatives) == cfg.n_curated_negatives and negatives["kind"].nunique() > 3
+    planted_negatives, planted_positives = negatives["label_noise"].astype(bool), positives["label_noise"].astype(bool)
+    assert len(mines) == cfg.n_mine_sites == len(positives) - planted_positives.sum() + planted_negatives.sum()
+    assert positives[~planted_positives].within(mines.union_all()).all()
+    clean = negatives[~planted_negatives]
+    assert (clean.distance(mines.union_all()) >= NEGATIVE_CLEARANCE_M - 1e-6).all()
+    assert len(clean) == cfg.n_curated_negatives and clean["kind"].nunique() > 3
+    # the planted label errors: old mine ground labelled "no mine" (on a site), mine points far from any site
+    assert planted_negatives.sum() == 1 and negatives[planted_negatives].within(mines.union_all()).all()
+    assert (negatives.loc[planted_negatives, "kind"] == "old_mine_ground").all()
+    assert (positives[planted_positives].distance(mines.union_all()) >= NEGATIVE_CLEARANCE_M - 1e-6).all()
+
+
+def test_the_label_audit_finds_exactly_the_planted_label_errors(tmp_path_factory):
+    """On a 6 km demo region (both kinds of label error), its reference map as the reference: the
+    audit flags the planted errors and nothing else."""
+    import json
+
+    import pandas as pd
+
+    from asgm.config import LabelsConfig
+    from asgm.labels import audit_labels, read_reference
+    from asgm.patches import read_dataset
+
+    cfg = SyntheticConfig(output_dir=tmp_path_factory.mktemp("demo6") / "region", seed=11, size_km=6, n_mine_sites=30,
+                          mines_per_cluster=5, n_curated_negatives=30)
+    region = generate_demo_region(cfg, progress=False)
+    points = pd.concat([gpd.read_file(region.positives).assign(label=1), gpd.read_file(region.negatives).assign(label=0)], ignore_index=True)
+    data = tmp_path_factory.mktemp("points")
+    pd.DataFrame({"patch_id": [f"p{i}" for i in range(len(points))], "lon": points.geometry.x, "lat": points.geometry.y,
+                  "label": points["label"]}).to_csv(data / "index.csv", index=False)
+    np.save(data / "patches.npy", np.zeros((len(points), 48, 48, 1), np.int16))
+    (data / "dataset.json").write_text(json.dumps({"channels": ["B4"], "scale": 10000, "patch_size": 48, "resolution_m": 10,
+                                                   "imagery_window": ["2024-01-01", "2025-01-01"]}))
+    planted = points["label_noise"].astype(bool).to_numpy()
+    assert planted[points["label"] == 1].sum() >= 1 and planted[points["label"] == 0].sum() >= 1
+    audit = audit_labels(read_dataset(data), read_reference(region.reference), LabelsConfig(mine_mapped_later=True), progress=False)
+    assert np.array_equal(audit["conflict"].ne("").to_numpy(), planted)
+    assert set(audit.loc[planted, "conflict"]) == {"non_mine_in_reference", "mine_mapped_after_image"}
 
 
 def test_ensure_reuses_an_identical_region(tiny_demo):

@@ -91,7 +91,9 @@ class ImageryConfig:
     raster_bands: tuple[str, ...] | None = None
     #: Raster values per unit reflectance (Sentinel-2 digital numbers: 10000).
     scale: float = 10000.0
-    #: Composite window (``gee``/``stac``), ISO dates; the end is exclusive.
+    #: Composite window (``gee``/``stac``), ISO dates; the end is exclusive. Recorded in each
+    #: dataset, where the label audit compares it with the reference's dates (for ``demo`` and
+    #: ``local`` only that).
     date_start: str | None = None
     date_end: str | None = None
     #: ``gee``: Cloud Score+ ``cs_cdf`` a pixel needs to be kept (0.75 for training).
@@ -410,6 +412,12 @@ class Profile:
 
     def dataset_dir(self, patch_size: int) -> Path:
         return self.root / "data" / "training_data" / f"{self.name}_{patch_size}px"
+
+    def training_dataset_dir(self, patch_size: int) -> Path:
+        """The dataset that models learn from and are judged on: the one audited against
+        ``labels.reference`` (notebook 02) when the profile names a reference, else :meth:`dataset_dir`."""
+        plain = self.dataset_dir(patch_size)
+        return plain if self.labels.reference is None else plain.with_name(f"{plain.name}_audited")
 
     @property
     def models_dir(self) -> Path:

@@ -27,8 +27,9 @@ from asgm.progress import progress_bar
 
 INDEX_COLUMNS = ("patch_id", "lon", "lat", "label")
 META_KEYS = ("channels", "scale", "patch_size")
-#: Points carried into the index besides the required columns, when present.
-EXTRA_COLUMNS = ("category", "kind", "source_row")
+#: Points carried into the index besides the required columns, when present (``label_noise``: the
+#: demo's planted label errors).
+EXTRA_COLUMNS = ("category", "kind", "source_row", "label_noise")
 
 
 @dataclass

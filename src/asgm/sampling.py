@@ -41,7 +41,7 @@ def read_points(path: str | Path, category: str, boundary: Polygon | MultiPolygo
     -------
     GeoDataFrame
         Columns ``patch_id`` (``<category>_<row>``), ``label``, ``category``, ``source_row``, the
-        file's ``kind`` column if any, and the point geometry (EPSG:4326).
+        file's ``kind`` and ``label_noise`` columns if any, and the point geometry (EPSG:4326).
 
     Raises
     ------
@@ -77,6 +77,8 @@ def read_points(path: str | Path, category: str, boundary: Polygon | MultiPolygo
     )
     if "kind" in gdf.columns:
         out.insert(3, "kind", gdf["kind"].to_numpy())
+    if "label_noise" in gdf.columns:  # the demo marks its planted label errors
+        out["label_noise"] = gdf["label_noise"].fillna(False).astype(bool).to_numpy()
     return out
 
 

@@ -18,7 +18,15 @@ From the same features it writes (under ``output_dir``):
   geometry, many tracks, buildings and streams unmapped, ``landuse=quarry`` on only some mines);
 - ``boundary.geojson``, ``sampling/positives.geojson`` (one point per mine site),
   ``sampling/negatives.geojson`` (curated negatives, hard negatives included, with their ``kind``),
-  ``mine_polygons.geojson`` (ground truth for the region scan), ``metadata.json``.
+  ``mine_polygons.geojson`` (ground truth for the region scan), ``metadata.json``;
+- ``reference_mining.geojson``: a published-style map of the mining, as Earth Genome's yearly
+  footprints are (the 480 m detection windows over each site, dissolved, with the ``year`` it was
+  first mapped), the reference of the label audit (:mod:`asgm.labels`).
+
+The composite shows the last period of the demo's history (2024). Its labels are noisy as real ones
+are (:data:`LABEL_NOISE_SHARE` of the sites each, marked ``label_noise`` in the point files): a few
+old, partly overgrown pits were labelled "no mine" (``kind: old_mine_ground``), and a few "mine"
+points lie on sites that the reference first maps in 2025, after the image, where it shows forest.
 """
 
 from __future__ import annotations
@@ -46,7 +54,7 @@ from asgm.progress import progress_bar
 from asgm.regions import WGS84
 
 #: Bumped whenever the generator's output changes, so cached demo regions are regenerated.
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 CRS_UTM = CRS.from_epsg(32620)
 TO_WGS84 = Transformer.from_crs(CRS_UTM, WGS84, always_xy=True)
 RESOLUTION = 10.0
@@ -106,6 +114,12 @@ NEGATIVE_KINDS = {
 #: their patches hold no mining and they never link two mining camps into one spatial block (which
 #: would leave too few independent blocks with mines for an honest test split).
 NEGATIVE_CLEARANCE_M = 700.0
+#: Share of the mine sites with each kind of label error (at least one each).
+LABEL_NOISE_SHARE = 0.05
+#: Years of the reference map: the sites there in the image, and the sites first mapped after it.
+REFERENCE_YEAR, LATER_YEAR = 2021, 2025
+#: Earth Genome's detection window (480 m) and its stride (240 m), the pieces of the reference map.
+WINDOW_M, WINDOW_STRIDE_M = 480.0, 240.0
 
 
 @dataclass(frozen=True)
@@ -119,7 +133,7 @@ class DemoRegion:
             "composite": "s2_l1c_composite.tif", "landcover": "landcover.tif", "osm": "osm.osm",
             "boundary": "boundary.geojson", "positives": "sampling/positives.geojson",
             "negatives": "sampling/negatives.geojson", "mine_polygons": "mine_polygons.geojson",
-            "metadata": "metadata.json",
+            "reference": "reference_mining.geojson", "metadata": "metadata.json",
         }
         if name not in files:
             raise AttributeError(name)
@@ -163,6 +177,7 @@ def generate_demo_region(cfg: SyntheticConfig, progress: bool = True) -> DemoReg
     steps.update()
     osm_xml = _osm_xml(scene, rng)
     positives, negatives = scene.sampling_points(classes)
+    later_sites = scene.plant_label_noise(positives, negatives, classes)
     steps.update()
     out = Path(cfg.output_dir)
     with atomic_path(out, marker="metadata.json", what="demo region directory") as tmp:
@@ -176,6 +191,9 @@ def generate_demo_region(cfg: SyntheticConfig, progress: bool = True) -> DemoReg
         mines = [({"site_id": m["site_id"], "cluster": m["cluster"], "area_ha": round(m["site"].area / 1e4, 2),
                    "osm_quarry": m["osm_quarry"], "overgrown_share": m["regrowth"], "synthetic": True}, m["site"]) for m in scene.mines]
         _write_geojson(tmp / "mine_polygons.geojson", [m[0] for m in mines], [to_wgs84(m[1]) for m in mines])
+        mapped = [(year, windows) for year, windows in ((REFERENCE_YEAR, _detection_windows([m["site"] for m in scene.mines], grid)),
+                                                        (LATER_YEAR, _detection_windows(later_sites, grid))) if not windows.is_empty]
+        _write_geojson(tmp / "reference_mining.geojson", [{"year": year, "synthetic": True} for year, _ in mapped], [to_wgs84(g) for _, g in mapped])
         counts = np.bincount(classes.ravel(), minlength=len(CLASSES) + 1)
         meta = {
             "synthetic": True,
@@ -190,6 +208,8 @@ def generate_demo_region(cfg: SyntheticConfig, progress: bool = True) -> DemoReg
             "landcover_fraction": {name: round(counts[i] / classes.size, 4) for name, i in CLASSES.items()},
             "counts": {"mine_sites": len(scene.mines), "positives": len(positives), "curated_negatives": len(negatives),
                        "curated_negative_kinds": _count([n[1]["kind"] for n in negatives]),
+                       "label_noise": {"old_mine_ground_labelled_no_mine": sum(n[1].get("label_noise", False) for n in negatives),
+                                       "mine_points_before_mining": sum(p[1].get("label_noise", False) for p in positives)},
                        "osm_quarry_mines": sum(m["osm_quarry"] for m in scene.mines)},
         }
         (tmp / "metadata.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
@@ -640,7 +660,7 @@ class _Scene:
     def sampling_points(self, classes: np.ndarray) -> tuple[list, list]:
         """One positive per mine site; curated negatives of each kind away from every mine."""
         g, rng = self.grid, self.rng
-        positives = [(m["site"].representative_point(), {"kind": "mine", "site_id": m["site_id"], "synthetic": True}) for m in self.mines]
+        positives = [(m["site"].representative_point(), {"kind": "mine", "site_id": m["site_id"], "synthetic": True, "label_noise": False}) for m in self.mines]
         mines = ops.unary_union([m["site"] for m in self.mines])
         valid = g.valid_area
 
@@ -673,6 +693,32 @@ class _Scene:
         self._pick(candidates["forest"], "forest", n_total - len(chosen), chosen, mines, valid)
         return positives, chosen
 
+    def plant_label_noise(self, positives: list, negatives: list, classes: np.ndarray) -> list[Polygon]:
+        """Label errors as real sampling has them, in place: the points of the most overgrown sites
+        become "no mine" (``old_mine_ground``), and "mine" points are added in forest at least
+        :data:`NEGATIVE_CLEARANCE_M` from every mine, on sites mined only after the image. Both are
+        marked ``label_noise``. Returns the later sites (for the reference map). Draws from its own
+        random stream, so every other point stays where it was."""
+        rng = np.random.default_rng([self.cfg.seed, 4])
+        n = max(1, round(LABEL_NOISE_SHARE * len(self.mines)))
+        overgrown = sorted(range(len(positives)), key=lambda i: (-self.mines[i]["regrowth"], rng.random()))[:n]
+        for i in sorted(overgrown, reverse=True):
+            point, _ = positives.pop(i)
+            negatives.append((point, {"kind": "old_mine_ground", "synthetic": True, "label_noise": True}))
+        mines = ops.unary_union([m["site"] for m in self.mines])
+        rows, cols = np.nonzero(classes == CLASSES["forest"])
+        later: list[Polygon] = []
+        for i in rng.permutation(len(rows)):
+            if len(later) == n:
+                break
+            p = Point(*(self.grid.transform @ (cols[i] + 0.5, rows[i] + 0.5)))
+            taken = [q for q, _ in positives + negatives]
+            if (self.grid.valid_area.contains(p) and p.distance(mines) >= NEGATIVE_CLEARANCE_M
+                    and all(p.distance(q) >= NEGATIVE_CLEARANCE_M for q in taken)):
+                later.append(_blob(p.x, p.y, rng.uniform(45, 120), rng, 0.4))
+                positives.append((p, {"kind": "mine", "site_id": f"later_site_{len(later) - 1:03d}", "synthetic": True, "label_noise": True}))
+        return later
+
     def _pick(self, points: list[Point], kind: str, quota: int, chosen: list, mines, valid) -> None:
         order = self.rng.permutation(len(points))
         taken = 0
@@ -681,11 +727,26 @@ class _Scene:
                 break
             p = points[i]
             if valid.contains(p) and p.distance(mines) >= NEGATIVE_CLEARANCE_M and all(p.distance(q) >= 150 for q, _ in chosen):
-                chosen.append((p, {"kind": kind, "synthetic": True}))
+                chosen.append((p, {"kind": kind, "synthetic": True, "label_noise": False}))
                 taken += 1
 
 
 # ----------------------------------------------------------------------------- rendering
+
+
+def _detection_windows(sites: list[Polygon], grid: _Grid) -> Polygon | MultiPolygon:
+    """The union of the 480 m windows (on a 240 m stride of the grid) that touch any site: how a
+    patch detector's published map draws mining, coarser than the pits inside."""
+    windows = []
+    for site in sites:
+        left, bottom, right, top = site.bounds
+        for x in np.arange(grid.left + math.floor((left - WINDOW_M - grid.left) / WINDOW_STRIDE_M) * WINDOW_STRIDE_M, right, WINDOW_STRIDE_M):
+            for y in np.arange(grid.top - math.floor((grid.top - top - WINDOW_M) / WINDOW_STRIDE_M) * WINDOW_STRIDE_M, bottom, -WINDOW_STRIDE_M):
+                window = box(x, y - WINDOW_M, x + WINDOW_M, y)
+                if window.intersects(site):
+                    windows.append(window)
+    clipped = ops.unary_union(windows).intersection(grid.footprint)
+    return ops.unary_union([g for g in getattr(clipped, "geoms", [clipped]) if isinstance(g, (Polygon, MultiPolygon))])
 
 
 def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], scale: float) -> np.ndarray:
