@@ -56,10 +56,15 @@ def test_bad_periods_name_the_setting(project, periods, message):
         load_profile("demo", root=project)
 
 
+def remote_window(profile_text: str, source: str) -> str:
+    """The demo profile turned into a gee or stac one with a 2023 window (no local composite)."""
+    return (profile_text.replace("source: demo ", f"source: {source} ").replace("  path: data/demo/demo/s2_l1c_composite.tif\n", "")
+            .replace("\n  date_start: 2024-01-01", "\n  date_start: 2023-01-01").replace("\n  date_end: 2025-01-01", "\n  date_end: 2024-01-01"))
+
+
 def test_gee_periods_need_date_windows(project):
     path = project / "configs" / "demo.yaml"
-    path.write_text(path.read_text().replace("source: demo ", "source: gee ").replace("  path: data/demo/demo/s2_l1c_composite.tif\n",
-                    "  date_start: 2023-01-01\n  date_end: 2024-01-01\n"))
+    path.write_text(remote_window(path.read_text(), "gee"))
     set_periods(project, "  periods:\n    - {name: a, date_start: 2022-01-01, date_end: 2023-01-01}\n    - {name: b, date_start: 2023-01-01}\n")
     with pytest.raises(ConfigError, match=r"(?s)periods\[1\].date_start/date_end.*ISO dates"):
         load_profile("demo", root=project)
@@ -75,8 +80,7 @@ def test_stac_periods_are_exported_once_each_with_their_own_window(project, monk
     from asgm.monitor import period_rasters
 
     path = project / "configs" / "demo.yaml"
-    path.write_text(path.read_text().replace("source: demo ", "source: stac ").replace("  path: data/demo/demo/s2_l1c_composite.tif\n",
-                    "  date_start: 2023-01-01\n  date_end: 2024-01-01\n"))
+    path.write_text(remote_window(path.read_text(), "stac"))
     boundary = project / "data" / "demo" / "demo" / "boundary.geojson"
     boundary.parent.mkdir(parents=True)
     gpd.GeoDataFrame(geometry=[box(-61.9, 7.3, -61.8, 7.4)], crs=4326).to_file(boundary)
