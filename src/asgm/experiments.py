@@ -175,7 +175,7 @@ def _task_dataset(dataset: Dataset, scheduler: str) -> Dataset | Path:
 
 def _train_model(task: tuple) -> Path:
     """Train one model of a task ``(dataset, output_directory, name, config)``."""
-    import keras
+    from asgm.backend import keras
 
     dataset, output_directory, name, config = task
     try:

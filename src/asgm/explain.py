@@ -8,12 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import keras
 import numpy as np
 import pandas as pd
-import tensorflow as tf
 from sklearn.metrics import average_precision_score, roc_auc_score
 
+from asgm.backend import keras, tf
 from asgm.config import OSM_CHANNELS, S2_BANDS
 from asgm.errors import AsgmError
 from asgm.evaluate import block_weights

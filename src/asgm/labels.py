@@ -31,12 +31,18 @@ the image, which may show little or none of it).
 
 from __future__ import annotations
 
-import argparse
+import sys
+
+from asgm import cli
+
+if __name__ == "__main__":  # --help and bad flags answer before the geospatial libraries load
+    cli.check_early(cli.labels_arguments)
+
+# The imports below take a second or two, after the command line was checked (E402 on purpose).
 import dataclasses
 import hashlib
 import json
 import re
-import sys
 from datetime import date
 from pathlib import Path
 
@@ -385,30 +391,9 @@ def audit_summary(audit: pd.DataFrame) -> pd.DataFrame:
                          "share": grouped["conflicting"].mean().round(3)})
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    defaults = LabelsConfig()
-    parser = argparse.ArgumentParser(prog="python -m asgm.labels", description=__doc__.split("\n\n")[0],
-                                     epilog="\n\n".join(__doc__.split("\n\n")[1:]), formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--input_directory", required=True, type=Path, help="dataset directory (patches.npy, index.csv, dataset.json)")
-    parser.add_argument("--reference", required=True, type=Path, help="folder of yearly footprint files, or one polygon file with a year or date property")
-    parser.add_argument("--output_directory", required=True, type=Path, help="the audited dataset directory to write")
-    parser.add_argument("--action", choices=("drop", "relabel"), default=defaults.action, help=f"what happens to conflicting patches (default {defaults.action})")
-    parser.add_argument("--negative_max_cover", type=float, default=defaults.negative_max_cover,
-                        help=f"a non-mine conflicts above this share of reference mining (default {defaults.negative_max_cover})")
-    parser.add_argument("--mine_max_distance_m", type=float, default=defaults.mine_max_distance_m,
-                        help=f"a mine conflicts when no reference mining lies within this distance (default {defaults.mine_max_distance_m:g} m: none touches the patch)")
-    parser.add_argument("--mine_mapped_later", action="store_true",
-                        help="also a conflict: a mine patch near which the reference maps mining only after the image's window")
-    parser.add_argument("--image_date_end", help="end of the images' window (YYYY-MM-DD, exclusive) when the dataset does not record it")
-    return parser.parse_args(argv)
-
-
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    config = LabelsConfig(negative_max_cover=args.negative_max_cover, mine_max_distance_m=args.mine_max_distance_m,
-                          mine_mapped_later=args.mine_mapped_later, action=args.action, image_date_end=args.image_date_end)
     try:
-        validate_labels(config, None, "--")  # a bad flag is the flag's fault
+        args, config = cli.labels_arguments(argv)
         out = audit_dataset(args.input_directory, args.reference, args.output_directory, config)
     except AsgmError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-import keras
 import numpy as np
-from keras import layers
 
 from asgm.augment import dihedral_views
+from asgm.backend import keras
 from asgm.config import S2_BANDS
 from asgm.errors import AsgmError
+
+layers = keras.layers
 
 
 def normalize_patches(patches: np.ndarray, channels: Sequence[str], scale: float, select: Sequence[str] | None = None) -> np.ndarray:

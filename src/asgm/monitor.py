@@ -29,10 +29,16 @@ written atomically, and a rerun reuses each period's finished scan.
 
 from __future__ import annotations
 
-import argparse
+import sys
+
+from asgm import cli
+
+if __name__ == "__main__":  # --help and bad flags answer before TensorFlow loads
+    cli.check_early(cli.monitor_arguments)
+
+# The imports below load TensorFlow (seconds), after the command line was checked (E402 on purpose).
 import dataclasses
 import re
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -723,13 +729,7 @@ def _burn(geometries, grid: Grid, all_touched: bool = False) -> np.ndarray:
 def main(argv: list[str] | None = None) -> int:
     from asgm.config import load_profile
 
-    parser = argparse.ArgumentParser(prog="python -m asgm.monitor", description=__doc__.split("\n\n")[0],
-                                     epilog="Outputs: reports/<profile>/monitoring/ (per period: detections, scar, change; cumulative.geojson, "
-                                            "summary.csv, zones.csv, alerts.geojson with alerts/*.png). Run notebooks 01-05 (make scan) first.")
-    parser.add_argument("--profile", default="demo", help="configs/<profile>.yaml (default: demo)")
-    parser.add_argument("--root", default=None, help="project directory (default: found from the working directory)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    args = parser.parse_args(argv)
+    args = cli.monitor_arguments(argv)
 
     try:
         result = run_monitoring(load_profile(args.profile, root=args.root), progress=not args.no_progress)

@@ -10,17 +10,23 @@ sensitive threshold with validation specificity ≥ ``training.min_specificity``
 
 from __future__ import annotations
 
-import argparse
 import sys
+
+from asgm import cli
+
+if __name__ == "__main__":  # --help and bad flags answer before TensorFlow loads
+    cli.check_early(cli.predict_arguments)
+
+# The imports below load TensorFlow (seconds), after the command line was checked (E402 on purpose).
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-import keras
 import numpy as np
 import pandas as pd
 
 from asgm.atomic import atomic_path, check_target
+from asgm.backend import keras
 from asgm.calibrate import apply_calibration
 from asgm.errors import AsgmError, AsgmWarning, InputFileError, read_json_object
 from asgm.models import normalize_patches, predict_probabilities
@@ -28,8 +34,7 @@ from asgm.patches import Dataset, read_dataset
 from asgm.progress import progress_bar
 from asgm.train import MODEL_FILES
 
-#: The thresholds of ``threshold.json`` that may decide a prediction (``--operating_point``).
-OPERATING_POINTS = ("f1", "f0_5", "specificity")
+from asgm.cli import OPERATING_POINTS
 
 
 @dataclass
@@ -153,14 +158,7 @@ def predict_dataset(model_directory: str | Path, input_directory: str | Path, ou
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m asgm.predict", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model_directory", required=True, type=Path, help="a model directory written by asgm.train")
-    parser.add_argument("--input_directory", required=True, type=Path, help="dataset directory (patches.npy, index.csv, dataset.json)")
-    parser.add_argument("--output", required=True, type=Path, help="CSV to write")
-    parser.add_argument("--operating_point", choices=OPERATING_POINTS, default="f1",
-                        help="which validation threshold decides `prediction`: f1 (maximum F1, the default), f0_5 (maximum F0.5: "
-                             "fewer false alarms, more misses) or specificity (validation specificity >= training.min_specificity)")
-    args = parser.parse_args(argv)
+    args = cli.predict_arguments(argv)
     try:
         table = predict_dataset(args.model_directory, args.input_directory, args.output, operating_point=args.operating_point)
     except AsgmError as exc:

@@ -16,17 +16,22 @@ A rerun with the same dataset and settings finds the finished directory and does
 
 from __future__ import annotations
 
-import argparse
+import sys
+
+from asgm import cli
+
+if __name__ == "__main__":  # --help and bad flags answer before TensorFlow loads
+    cli.check_early(cli.train_arguments)
+
+# The imports below load TensorFlow (seconds), after the command line was checked (E402 on purpose).
 import dataclasses
 import hashlib
 import json
 import math
-import sys
 import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 
-import keras
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -34,9 +39,10 @@ import pandas as pd
 from asgm import evaluate, plots
 from asgm.atomic import atomic_path, check_target, plain_name
 from asgm.augment import augment_batch
+from asgm.backend import keras
 from asgm.calibrate import apply_calibration, fit_calibration
-from asgm.config import OSM_CHANNELS, TrainingConfig, load_training, training_config
-from asgm.errors import AsgmError, AsgmWarning, ConfigError, InputFileError
+from asgm.config import OSM_CHANNELS, TrainingConfig
+from asgm.errors import AsgmError, AsgmWarning, InputFileError
 from asgm.models import ARCHITECTURES, band_statistics, build_model, ensemble, normalize_patches, predict_probabilities
 from asgm.patches import Dataset, read_dataset
 from asgm.progress import progress_bar
@@ -512,44 +518,9 @@ def metrics_table(model_dirs: dict[str, str | Path], key: str = "test") -> pd.Da
     return pd.DataFrame(rows).T
 
 
-def _defaults_epilog() -> str:
-    """Every training key with its default (the recommended recipe), for ``--help``."""
-    lines = ["training keys (set them in the --config YAML; the flags above override the file) and their defaults:"]
-    for f in dataclasses.fields(TrainingConfig):
-        value = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        lines.append(f"  {f.name}: {list(value) if isinstance(value, tuple) else value}")
-    return "\n".join(lines)
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m asgm.train", description=__doc__.split("\n\n")[0], epilog=_defaults_epilog(),
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--input_directory", required=True, type=Path, help="dataset directory (patches.npy, index.csv, dataset.json)")
-    parser.add_argument("--output_directory", required=True, type=Path, help="where the model directory is written")
-    parser.add_argument("--experiment_name", required=True, help="name of the model directory inside --output_directory")
-    parser.add_argument("--config", type=Path, help="YAML: a profile (its training section) or a mapping of training keys")
-    parser.add_argument("--class_weights", action=argparse.BooleanOptionalAction, default=None, help="weight classes by n / (2 n_c)")
-    parser.add_argument("--seed", type=int, help="seed of the split, initial weights and augmentation")
-    parser.add_argument("--architecture", help="bn_cnn, scan_cnn or thesis_cnn")
-    parser.add_argument("--channels", help="comma-separated channels to train on (default: all of the dataset's)")
-    parser.add_argument("--epochs", type=int, help="maximum epochs")
-    parser.add_argument("--ensemble", type=int, help="members of the ensemble")
-    parser.add_argument("--force", action="store_true", help="retrain even if a finished model directory matches")
-    return parser.parse_args(argv)
-
-
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    overrides = {"class_weights": args.class_weights, "seed": args.seed, "architecture": args.architecture,
-                 "channels": args.channels, "epochs": args.epochs, "ensemble": args.ensemble}
-    flags = {k: v for k, v in overrides.items() if v is not None}
     try:
-        try:
-            training_config(flags)  # a bad flag is the flag's fault, not the file's
-        except ConfigError as exc:
-            flag = exc.setting.replace("training.", "--", 1)
-            raise ConfigError(flag, exc.problem, exc.fix.replace("training.", "--")) from None
-        config = load_training(args.config, **flags) if args.config else training_config(flags)
+        args, config = cli.train_arguments(argv)
         model_dir = train_experiment(args.input_directory, args.output_directory, args.experiment_name, config, force=args.force)
     except AsgmError as exc:
         print(f"error: {exc}", file=sys.stderr)
