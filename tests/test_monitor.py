@@ -16,12 +16,12 @@ from scipy import ndimage
 from shapely.geometry import Polygon, box
 
 from asgm.config import MonitoringConfig, SyntheticConfig, load_profile
-from asgm.errors import AsgmError, ConfigError
+from asgm.errors import AsgmError, AsgmWarning, ConfigError
 from asgm.imagery.demo_history import generate_demo_history
 from asgm.monitor import (CHANGE_CLASSES, alerts, change_classes, change_polygons, detection_windows, established_ground, mask_polygons,
                           window_products, zone_statistics)
 from asgm.scar import SCAR_BANDS, Grid, scar_mask
-from tests.conftest import LEFT, TOP, UTM20, ZONES_OSM, write_raster
+from tests.conftest import LEFT, TOP, UTM20, ZONES_OSM, snapshot, write_raster
 
 ROOT = Path(__file__).resolve().parents[1]
 GRID = Grid(from_origin(630_000, 810_000, 10, 10), rasterio.crs.CRS.from_string(UTM20), (60, 60))
@@ -49,7 +49,14 @@ def set_periods(project, text):
     ("  periods:\n    - {name: a, date_start: 2022-01-01}\n    - {name: b, date_start: 2021-01-01}\n", r"periods\[1\].date_start.*not in time order"),
     ("  periods:\n    - {name: a, colour: red}\n    - {name: b}\n", r"periods\[0\].colour.*unknown key"),
     ("  periods: 2021\n", "monitoring.periods.*must be a list"),
-], ids=["one", "duplicate", "path", "order", "key", "type"])
+    ("  periods:\n    - {name: a, date_start: banana}\n    - {name: b}\n", r"periods\[0\].date_start.*'banana' is not a date"),
+    ("  periods:\n    - {name: a, date_start: 2022-01-01, date_end: 2021-01-01}\n    - {name: b}\n", r"periods\[0\].date_end.*not after date_start"),
+    ("  periods:\n    - {name: a, date_start: 2021-01-01, date_end: 2022-07-01}\n    - {name: b, date_start: 2022-01-01, date_end: 2023-01-01}\n",
+     r"periods\[1\].date_start.*periods overlap"),
+    ("  periods:\n    - {name: alerts}\n    - {name: b}\n", r"periods\[0\].name.*'alerts' is the name of one of monitoring's outputs"),
+    ("  periods:\n    - {name: a}\n    - {name: summary.csv}\n", r"periods\[1\].name.*'summary.csv' is the name of one of monitoring's outputs"),
+    ("  periods:\n    - {name: a}\n    - {name: history.json}\n", r"periods\[1\].name.*'history.json' is the name"),
+], ids=["one", "duplicate", "path", "order", "key", "type", "banana", "end-before-start", "overlap", "alerts", "summary", "history"])
 def test_bad_periods_name_the_setting(project, periods, message):
     set_periods(project, periods)
     with pytest.raises(ConfigError, match=f"(?s)demo.yaml.*{message}.*How to fix"):
@@ -60,6 +67,19 @@ def remote_window(profile_text: str, source: str) -> str:
     """The demo profile turned into a gee or stac one with a 2023 window (no local composite)."""
     return (profile_text.replace("source: demo ", f"source: {source} ").replace("  path: data/demo/demo/s2_l1c_composite.tif\n", "")
             .replace("\n  date_start: 2024-01-01", "\n  date_start: 2023-01-01").replace("\n  date_end: 2025-01-01", "\n  date_end: 2024-01-01"))
+
+
+@pytest.mark.parametrize("setting, value, message", [
+    ("min_change_ha", ".nan", "monitoring.min_change_ha.*not a size"),
+    ("demo_size_km", ".nan", "monitoring.demo_size_km.*not a positive size"),
+])
+def test_monitoring_numbers_that_are_not_numbers_are_refused(project, setting, value, message):
+    path = project / "configs" / "demo.yaml"
+    text = path.read_text()
+    line = next(l for l in text.splitlines() if l.startswith(f"  {setting}:"))
+    path.write_text(text.replace(line, f"  {setting}: {value}"))
+    with pytest.raises(ConfigError, match=f"(?s){message}.*How to fix"):
+        load_profile("demo", root=project)
 
 
 def test_gee_periods_need_date_windows(project):
@@ -440,22 +460,60 @@ def test_alerts_schema_sorted_with_zone_osm_and_thumbnail(tmp_path):
     assert found["nearest_osm"].iloc[1] == "highway=track"
     for name in found["thumbnail"]:
         assert (tmp_path / "alerts" / name).stat().st_size > 1000
-    assert pd.read_csv(tmp_path / "alerts" / "thumbnails.csv")["thumbnail"].tolist() == found["thumbnail"].tolist()
-    # a rerun with fewer alerts leaves no thumbnail of the earlier run behind
-    again = alerts(change.iloc[:2], zones, features, before, after, tmp_path / "alerts", "2023", "2024")
-    assert sorted(p.name for p in (tmp_path / "alerts").iterdir()) == ["2024-001.png", "thumbnails.csv"] and len(again) == 1
-    # a directory of an older version (thumbnails only) is replaced; any other directory is left untouched
+
+
+def write_products(stage: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        (stage / name).parent.mkdir(parents=True, exist_ok=True)
+        (stage / name).write_text(text)
+    return stage
+
+
+def test_a_run_publishes_its_products_as_one_set_and_touches_nothing_else(tmp_path):
+    from asgm.monitor import publish
+
+    out = tmp_path / "monitoring"
+    first = {"summary.csv": "1", "zones.csv": "zones", "evaluation.csv": "e1", "2024/scar.geojson": "s1",
+             "alerts/2024-001.png": "a1", "alerts/2024-002.png": "a2"}
+    publish(write_products(tmp_path / "stage1", first), out, {"periods": ["2024"]})
+    (out / "alerts" / "fieldtrip-001.png").write_text("my photo")  # the user's own file among the thumbnails
+    (out / "2024" / "probability.tif").write_text("the scan's cache")  # not a product
+    # a rerun without zones and with one alert: the earlier zones.csv and second thumbnail go, the user's file stays
+    with pytest.warns(AsgmWarning, match=r"left 1 file\(s\) that asgm.monitor did not write in place \(fieldtrip-001.png"):
+        publish(write_products(tmp_path / "stage2", {"summary.csv": "2", "evaluation.csv": "e2", "2024/scar.geojson": "s2",
+                                                     "alerts/2024-001.png": "b1"}), out, {"periods": ["2024"]})
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == [
+        "2024/probability.tif", "2024/scar.geojson", "alerts/2024-001.png", "alerts/fieldtrip-001.png", "evaluation.csv", "products.json", "summary.csv"]
+    assert (out / "summary.csv").read_text() == "2" and (out / "alerts" / "fieldtrip-001.png").read_text() == "my photo"
+    assert json.loads((out / "products.json").read_text())["files"] == ["2024/scar.geojson", "alerts/2024-001.png", "evaluation.csv", "summary.csv"]
+    # a file nobody listed where this run's thumbnail goes: nothing moves, the previous set stays whole
+    (out / "alerts" / "2024-001.png").unlink()
+    (out / "alerts" / "2024-001.png").write_text("not ours any more")
+    (out / "products.json").write_text(json.dumps({"files": ["evaluation.csv", "summary.csv", "2024/scar.geojson"]}))
+    before = snapshot(out)
+    with pytest.raises(AsgmError, match="(?s)alerts/2024-001.png exist.*not written by asgm.monitor.*nothing was published"):
+        publish(write_products(tmp_path / "stage3", {"summary.csv": "3", "alerts/2024-001.png": "c1"}), out, {})
+    assert snapshot(out) == before
+
+
+def test_an_alerts_directory_of_the_users_own_files_is_never_taken_for_the_tools(tmp_path):
+    from asgm.monitor import publish
+
+    out = tmp_path / "monitoring"
+    (out / "alerts").mkdir(parents=True)
+    (out / "alerts" / "fieldtrip-001.png").write_text("photo 1")
+    (out / "alerts" / "fieldtrip-002.png").write_text("photo 2")
+    with pytest.warns(AsgmWarning, match="left 2 file"):
+        publish(write_products(tmp_path / "stage", {"summary.csv": "1", "alerts/2024-001.png": "a"}), out, {})
+    assert sorted(p.name for p in (out / "alerts").iterdir()) == ["2024-001.png", "fieldtrip-001.png", "fieldtrip-002.png"]
+    # an earlier version's directory: its thumbnails.csv names its own thumbnails, which a rerun replaces
     old = tmp_path / "old"
-    old.mkdir()
-    (old / "2024-007.png").write_bytes(b"png")
-    alerts(change, zones, features, before, after, old, "2023", "2024")
-    assert not (old / "2024-007.png").exists() and (old / "2024-002.png").is_file()
-    mine = tmp_path / "mine"
-    mine.mkdir()
-    (mine / "notes.txt").write_text("my notes")
-    with pytest.raises(AsgmError, match="is not a directory of alert thumbnails.*left untouched"):
-        alerts(change, zones, features, before, after, mine, "2023", "2024")
-    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+    (old / "alerts").mkdir(parents=True)
+    (old / "alerts" / "thumbnails.csv").write_text("alert_id,thumbnail\n2024-007,2024-007.png\n")
+    (old / "alerts" / "2024-007.png").write_text("old alert")
+    (old / "summary.csv").write_text("old")
+    publish(write_products(tmp_path / "stage_old", {"summary.csv": "new", "alerts/2024-001.png": "a"}), old, {})
+    assert sorted(p.name for p in (old / "alerts").iterdir()) == ["2024-001.png"] and (old / "summary.csv").read_text() == "new"
 
 
 def test_cli_without_periods_is_a_clear_error(tmp_path, capsys):
@@ -474,7 +532,12 @@ def test_cli_without_periods_is_a_clear_error(tmp_path, capsys):
     ({"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {"name": "a town"},
       "geometry": {"type": "Point", "coordinates": [-62, 6]}}]}, "Point geometries; zones must be polygons"),
     ("not json at all", "not a readable vector file"),
-], ids=["no-name", "points", "garbage"])
+    ({"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {"name": "park"}, "geometry": None},
+      {"type": "Feature", "properties": {"name": "town"}, "geometry": {"type": "Polygon", "coordinates": [[[-62, 6], [-61, 6], [-61, 7], [-62, 6]]]}}]},
+     r"zone\(s\) \['park'\] have no geometry"),
+    ({"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {"name": "park"}, "geometry": {"type": "Polygon",
+      "coordinates": [[[-62, 6], [-61, 6], [-61, 7], [-62, 6]]]}}] * 2}, r"zone name\(s\) \['park'\] are used by more than one zone"),
+], ids=["no-name", "points", "garbage", "null-geometry", "duplicate-names"])
 def test_a_bad_zones_file_is_named_before_any_period_is_scanned(tmp_path, monkeypatch, content, problem):
     """The zones are read right after the periods' composites are known, so a zones file without
     names (or of points) fails in seconds with its path, not after hours of scanning a real region."""
@@ -498,7 +561,9 @@ def test_a_bad_zones_file_is_named_before_any_period_is_scanned(tmp_path, monkey
 @pytest.mark.parametrize("second, problem", [
     ({"left": LEFT + 10}, "is not on the pixel grid of the first period's composite"),
     ({"bands": ("B2", "B3", "B4", "B8")}, r"lacks band\(s\) \['B11', 'B12'\] needed to delineate scars"),
-], ids=["shifted", "bands"])
+    ({"text": True}, "composite of period '2024' is not a raster GDAL can read"),
+    ({"value": 0}, "composite of period '2024' holds no data"),
+], ids=["shifted", "bands", "text-file", "no-data"])
 def test_period_composites_are_checked_before_any_period_is_scanned(tmp_path, monkeypatch, second, problem):
     """Every period's composite must share the first one's grid and have the bands the scar needs;
     the last period failing that is named before the first period is scanned."""
@@ -508,12 +573,84 @@ def test_period_composites_are_checked_before_any_period_is_scanned(tmp_path, mo
 
     first = write_raster(tmp_path / "2023.tif", np.full((6, 20, 20), 1000, dtype=np.uint16), bands=SCAR_BANDS)
     bands = second.get("bands", SCAR_BANDS)
-    last = write_raster(tmp_path / "2024.tif", np.full((len(bands), 20, 20), 1000, dtype=np.uint16), bands=bands, left=second.get("left", LEFT))
+    last = write_raster(tmp_path / "2024.tif", np.full((len(bands), 20, 20), second.get("value", 1000), dtype=np.uint16), bands=bands,
+                        left=second.get("left", LEFT))
+    if second.get("text"):
+        last.write_text("this is not a raster")
     cfg = load_profile("smoke", root=ROOT)
     monkeypatch.setattr(monitor, "period_rasters", lambda cfg, progress: ({"2023": first, "2024": last}, None))
     monkeypatch.setattr(asgm.scan, "scan_region", lambda *a, **k: pytest.fail("scanned before the composites were checked"))
     with pytest.raises(InputFileError, match=f"(?s){last}: {problem}.*How to fix"):
         monitor.run_monitoring(cfg, progress=False)
+
+
+def test_self_intersecting_zones_are_repaired_and_zones_outside_the_region_named(tmp_path, monkeypatch):
+    """A bow-tie zone is repaired (as the boundary is) with a warning, before any scan; a zone that
+    the region does not reach is named, since its 0 ha would otherwise look like a result."""
+    import dataclasses
+
+    import asgm.monitor as monitor
+    import asgm.scan
+
+    zones = tmp_path / "zones.geojson"
+    zones.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {"name": "bow tie"}, "geometry": {"type": "Polygon", "coordinates": [[[-61.9, 7.3], [-61.8, 7.4], [-61.8, 7.3], [-61.9, 7.4], [-61.9, 7.3]]]}},
+        {"type": "Feature", "properties": {"name": "far away"}, "geometry": {"type": "Polygon", "coordinates": [[[10, 10], [11, 10], [11, 11], [10, 10]]]}}]}))
+    with pytest.warns(AsgmWarning, match=r"zone\(s\) \['bow tie'\] had invalid outlines .* repaired"):
+        repaired = monitor.read_zones(zones)
+    assert repaired.geometry.is_valid.all() and repaired.geometry.iloc[0].area > 0.004  # both lobes kept
+    cfg = load_profile("smoke", root=ROOT)
+    cfg = dataclasses.replace(cfg, monitoring=dataclasses.replace(cfg.monitoring, zones=zones))
+    composite = write_raster(tmp_path / "a.tif", np.full((6, 20, 20), 1000, dtype=np.uint16), bands=SCAR_BANDS)
+    monkeypatch.setattr(monitor, "period_rasters", lambda cfg, progress: ({"a": composite, "b": composite}, None))
+    monkeypatch.setattr(monitor, "monitoring_model", lambda cfg: (_ for _ in ()).throw(AsgmError("stop here")))  # no scan needed
+    with pytest.warns(AsgmWarning, match=r"1 zone\(s\) lie entirely outside the monitored region.*\['far away'\]"), pytest.raises(AsgmError, match="stop here"):
+        monitor.run_monitoring(cfg, progress=False)
+
+
+def test_a_read_only_output_directory_is_named_before_any_scan(tmp_path, monkeypatch):
+    import dataclasses
+    import os
+
+    import asgm.monitor as monitor
+
+    if os.geteuid() == 0:
+        pytest.skip("root writes into read-only directories")  # CI runs as root; the check below is what runs there
+    cfg = load_profile("smoke", root=ROOT)
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    reports.chmod(0o500)
+    cfg = dataclasses.replace(cfg, root=tmp_path)
+    composite = write_raster(tmp_path / "a.tif", np.full((6, 20, 20), 1000, dtype=np.uint16), bands=SCAR_BANDS)
+    monkeypatch.setattr(monitor, "period_rasters", lambda cfg, progress: ({"a": composite, "b": composite}, None))
+    with pytest.raises(AsgmError, match="cannot write the monitoring products there"):
+        monitor.run_monitoring(cfg, progress=False)
+
+
+def test_writability_is_checked_with_the_directory_named(tmp_path, monkeypatch):
+    """What the read-only case relies on, testable as root too: an OSError on the test write becomes an AsgmError naming the directory."""
+    import tempfile
+
+    from asgm.atomic import ensure_writable
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", refuse)
+    with pytest.raises(AsgmError, match=f"{tmp_path / 'out'}: cannot write the products there \\(Permission denied\\).*How to fix"):
+        ensure_writable(tmp_path / "out", "products")
+
+
+def test_ctrl_c_says_in_one_line_that_the_run_can_be_resumed(monkeypatch, capsys):
+    import asgm.monitor as monitor
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(monitor, "run_monitoring", interrupted)
+    assert monitor.main(["--profile", "smoke", "--root", str(ROOT), "--no-progress"]) == 130
+    err = capsys.readouterr().err
+    assert "run the same command again to resume" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
 def test_cli_prints_the_demo_evaluation_labelled_synthetic(monkeypatch, capsys):

@@ -118,6 +118,40 @@ def atomic_path(path: str | Path, marker: str | None = None, what: str = "output
             tmp.unlink()
 
 
+@contextmanager
+def staging(path: str | Path) -> Iterator[Path]:
+    """A temporary directory beside ``path`` for outputs that are moved into place together at the
+    end (e.g. :func:`asgm.monitor.publish`); removed afterwards, whatever happens (and by a later
+    run when its writer was killed)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale(path)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.stem}.{os.getpid()}.", suffix=f"{_PARTIAL}{path.suffix}", dir=path.parent))
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def ensure_writable(directory: str | Path, what: str) -> Path:
+    """Create ``directory`` if needed and check that files can be written in it.
+
+    Raises
+    ------
+    AsgmError
+        Naming the directory, before any work whose results could not be saved.
+    """
+    directory = Path(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as exc:
+        raise AsgmError(f"{directory}: cannot write the {what} there ({exc.strerror}). How to fix: make it writable "
+                        "(e.g. chmod u+w), or run from a copy of the project where you can write") from None
+    return directory
+
+
 def write_text(path: str | Path, text: str) -> Path:
     """Write ``text`` to ``path`` atomically and return the path."""
     with atomic_path(path) as tmp:

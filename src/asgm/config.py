@@ -663,11 +663,26 @@ def _validate(prof: Profile) -> None:
     validate_labels(prof.labels, src)
 
 
-def _validate_monitoring(prof: Profile, src: Path) -> None:
-    from datetime import date
+#: What monitoring writes beside the periods' directories (``reports/<profile>/monitoring/``) and
+#: beside the demo history's: no period may be named like one of them.
+MONITORING_RUN_PRODUCTS = ("cumulative.geojson", "summary.csv", "zones.csv", "alerts.geojson", "evaluation.csv")
+MONITORING_OUTPUTS = (*MONITORING_RUN_PRODUCTS, "alerts", "products", "products.json", "history.json", "zones.geojson")
 
+
+def _iso_date(value, setting: str, src: Path) -> datetime.date | None:
+    """A period's date (None when not given), or a ConfigError naming the setting."""
+    if value is None:
+        return None
+    try:
+        return datetime.date.fromisoformat(str(value))
+    except ValueError:
+        raise ConfigError(setting, f"{value!r} is not a date", "give YYYY-MM-DD, e.g. 2023-01-01", src) from None
+
+
+def _validate_monitoring(prof: Profile, src: Path) -> None:
     mo = prof.monitoring
     names = [p.name for p in mo.periods]
+    previous_end = None
     for i, period in enumerate(mo.periods):
         setting = f"monitoring.periods[{i}]"
         try:
@@ -675,15 +690,22 @@ def _validate_monitoring(prof: Profile, src: Path) -> None:
         except AsgmError:
             raise ConfigError(f"{setting}.name", f"{period.name!r} is not a plain name: it names the period's files and directories",
                               "give a name such as 2023 or 2023q1 (no leading dot, no / or \\)", src) from None
+        if period.name.lower() in MONITORING_OUTPUTS:
+            raise ConfigError(f"{setting}.name", f"{period.name!r} is the name of one of monitoring's outputs ({', '.join(MONITORING_OUTPUTS)})",
+                              "give the period another name, such as 2023 or 2023q1", src)
         if period.name in names[:i]:
             raise ConfigError(f"{setting}.name", f"{period.name!r} is used by more than one period", "give each period its own name", src)
         if prof.imagery.source in ("gee", "stac"):
             _validate_window(dataclasses.replace(prof.imagery, date_start=period.date_start, date_end=period.date_end), src, setting)
         if prof.imagery.source == "local" and period.raster is None:
             raise ConfigError(f"{setting}.raster", "missing for a local profile", "give the period's composite (named bands, as imagery.path)", src)
-        earlier = mo.periods[i - 1].date_start if i else None
-        if period.date_start and earlier and date.fromisoformat(str(period.date_start)) < date.fromisoformat(str(earlier)):
-            raise ConfigError(f"{setting}.date_start", "periods are not in time order", "list the periods oldest first", src)
+        start, end = _iso_date(period.date_start, f"{setting}.date_start", src), _iso_date(period.date_end, f"{setting}.date_end", src)
+        if start and end and end <= start:
+            raise ConfigError(f"{setting}.date_end", f"{end} is not after date_start {start}", "give the window's end (exclusive) after its start", src)
+        if start and previous_end and start < previous_end:
+            raise ConfigError(f"{setting}.date_start", f"{start} is before the previous period's end {previous_end}: periods overlap or are not in time order",
+                              "list the periods oldest first, each starting where the previous one ends or later", src)
+        previous_end = end or start or previous_end
     if mo.periods and len(mo.periods) < 2:
         raise ConfigError("monitoring.periods", "a single period shows no change", "give at least two periods, oldest first (or none to skip monitoring)", src)
     for name in ("threshold", "isolated_threshold"):
@@ -700,9 +722,9 @@ def _validate_monitoring(prof: Profile, src: Path) -> None:
         raise ConfigError("monitoring.scar_grow_fraction", f"{mo.scar_grow_fraction} is not a fraction of the scar threshold", "give a value in (0, 1], e.g. 0.5", src)
     if not 0 < mo.new_hysteresis <= 1:
         raise ConfigError("monitoring.new_hysteresis", f"{mo.new_hysteresis} is not a fraction of the scar threshold", "give a value in (0, 1], e.g. 0.5", src)
-    if mo.min_change_ha < 0:
-        raise ConfigError("monitoring.min_change_ha", f"{mo.min_change_ha} is negative", "give hectares, e.g. 0.5", src)
-    if mo.demo_size_km is not None and mo.demo_size_km <= 0:
+    if not 0 <= mo.min_change_ha < math.inf:  # also refuses NaN, which would remove every change
+        raise ConfigError("monitoring.min_change_ha", f"{mo.min_change_ha} is not a size", "give hectares, e.g. 0.5", src)
+    if mo.demo_size_km is not None and not 0 < mo.demo_size_km < math.inf:
         raise ConfigError("monitoring.demo_size_km", f"{mo.demo_size_km} is not a positive size", "give kilometres, e.g. 10, or null for the whole demo region", src)
 
 

@@ -38,7 +38,10 @@ if __name__ == "__main__":  # --help and bad flags answer before TensorFlow load
 
 # The imports below load TensorFlow (seconds), after the command line was checked (E402 on purpose).
 import dataclasses
+import json
+import os
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,8 +54,9 @@ from rasterio.windows import Window
 from scipy import ndimage
 from shapely.geometry import box, shape
 
-from asgm.atomic import atomic_path, plain_name
-from asgm.errors import AsgmError, InputFileError
+from asgm.config import MONITORING_RUN_PRODUCTS as RUN_PRODUCTS
+from asgm.atomic import atomic_path, ensure_writable, plain_name, staging, write_text
+from asgm.errors import AsgmError, AsgmWarning, InputFileError, read_json_object
 from asgm.evaluate import wilson_interval
 from asgm.progress import progress_bar
 from asgm.scar import (EIGHT, MAX_ELONGATION, MIN_PIXELS, Grid, candidates, ensure_scar_classifier, grown_by, kept_patches, mine_probability,
@@ -61,8 +65,12 @@ from asgm.scar import (EIGHT, MAX_ELONGATION, MIN_PIXELS, Grid, candidates, ensu
 #: Equal-area CRS for hectares (WGS 84 / NSIDC EASE-Grid 2.0 Global): areas stay right across UTM zones.
 EQUAL_AREA = "EPSG:6933"
 CHANGE_CLASSES = ("new", "expanded", "persisting", "receded")
-#: The index of the alerts' thumbnails, in their directory (alert_id, thumbnail).
-THUMBNAIL_INDEX = "thumbnails.csv"
+#: The list of a run's products, beside them: what a rerun may replace or remove (nothing else).
+PRODUCTS = "products.json"
+#: The products of each period (in ``<period>/``) and of the run (beside the periods).
+PERIOD_PRODUCTS = ("detections.geojson", "scar.geojson", "scar.tif", "change.geojson")
+#: The thumbnails' index that versions before products.json wrote in ``alerts/``.
+OLD_THUMBNAIL_INDEX = "thumbnails.csv"
 #: Context (pixels, 2.56 km) read around each group of detections: rivers are judged and scar patches
 #: measured over the detections plus this margin, so a river crossing a detection is still long and
 #: narrow there (a 1 km wide river over 5 km is).
@@ -344,13 +352,24 @@ def period_grid(rasters: dict[str, Path], raster_bands: tuple[str, ...] | None =
     Raises
     ------
     InputFileError
-        A composite is on another grid than the first period's, or lacks a band the scar needs.
+        A composite is not a readable raster, holds no data, is on another grid than the first
+        period's, or lacks a band the scar needs.
     """
     grid, first = None, next(iter(rasters.values()))
-    for raster in rasters.values():
-        with rasterio.open(raster) as src:
+    for period, raster in rasters.items():
+        try:
+            src = rasterio.open(raster)
+        except rasterio.errors.RasterioIOError as exc:
+            raise InputFileError(raster, f"composite of period {period!r} is not a raster GDAL can read ({exc})",
+                                 "give a GeoTIFF, COG or VRT (monitoring.periods[].raster), or delete a broken export to fetch it again") from None
+        with src:
             scar_band_names(src, Path(raster), raster_bands)
             this = Grid(src.transform, src.crs, (src.height, src.width))
+            # a decimated look at the first band: an all no-data composite would report every mine as receded
+            sample = src.read(1, out_shape=(min(src.height, 512), min(src.width, 512)), masked=True)
+            if sample.mask.all() or (src.nodata is None and not sample.any()):
+                raise InputFileError(raster, f"composite of period {period!r} holds no data (every pixel is no-data)",
+                                     "check the period's dates and the export (a window without clear scenes gives an empty composite)")
         if grid is not None and this != grid:
             raise InputFileError(raster, f"is not on the pixel grid of the first period's composite ({first})",
                                  "export every period over the same boundary and CRS (or warp them to one grid, e.g. gdalwarp -tap)")
@@ -454,6 +473,9 @@ def run_monitoring(cfg, progress: bool = True) -> MonitoringResult:
     raster_bands = cfg.imagery.raster_bands if cfg.imagery.source == "local" else None
     grid = period_grid(rasters, raster_bands)
     zones = monitoring_zones(cfg, history)
+    if zones is not None:
+        warn_zones_outside(zones, grid)
+    out = ensure_writable(cfg.reports_dir / "monitoring", "monitoring products")
     timer["rasters"] = time.perf_counter()
     names = tuple(rasters)
     model_dir = monitoring_model(cfg)
@@ -461,7 +483,6 @@ def run_monitoring(cfg, progress: bool = True) -> MonitoringResult:
     threshold = next(t for t in (mo.threshold, sc.threshold, trained.threshold) if t is not None)
     isolated = mo.isolated_threshold if mo.isolated_threshold is not None else sc.isolated_threshold
     uses_osm = any(c in cfg.osm.channels for c in trained.channels)
-    out = cfg.reports_dir / "monitoring"
     classifier = ensure_scar_classifier(model_dir, mo.scar_ndvi) if mo.scar_method == "classifier" else None
     settings = {"threshold": round(float(threshold), 4), "isolated_threshold": isolated, "model": model_dir.name, "scar_method": mo.scar_method,
                 "scar_threshold": round(classifier.threshold, 4) if classifier else None,
@@ -477,48 +498,52 @@ def run_monitoring(cfg, progress: bool = True) -> MonitoringResult:
                              workers=sc.workers, max_nodata_fraction=cfg.patches.max_nodata_fraction,
                              raster_bands=raster_bands, progress=progress)
         found[name] = detections(result.probability, threshold, isolated, sc.isolated_neighbours, sc.isolated_distance_m)
-        write_detections(found[name].assign(period=name, **settings), out / name / "detections.geojson")
     timer["scan"] = time.perf_counter()
-    on_grid = {name: f.to_crs(grid.crs) for name, f in found.items()}
-    windows = detection_windows(on_grid, grid)
-    parts = [window_products(window, grid, rasters, on_grid, classifier, mo, cfg.imagery.scale, raster_bands)
-             for window in progress_bar(windows, desc="scar and change", unit="window", disable=not progress)]
-    empty = np.zeros((1, 1), dtype=bool)
-    scars = {name: _concat([p.scars[name] for p in parts], mask_polygons(empty, grid, maxima={"confidence": empty})) for name in names}
-    changes = {name: _concat([p.changes[name] for p in parts], change_polygons(empty, empty, empty, empty, grid, names)) for name in names}
-    cumulative = _concat([p.cumulative for p in parts], mask_polygons(empty, grid, minima={"first_seen": empty}))
-    for name in names:
-        write_detections(scars[name].assign(period=name, **settings), out / name / "scar.geojson")
-        _write_mask(out / name / "scar.tif", [(p.window, p.masks[name]) for p in parts], grid)
-        write_detections(changes[name].assign(period=name, **settings), out / name / "change.geojson")
-    write_detections(cumulative.assign(since=names[0], until=names[-1], **settings), out / "cumulative.geojson")
-    summary = pd.DataFrame({
-        "detections": [len(found[n]) for n in names],
-        "detected_ha": [round(found[n]["area_ha"].sum(), 1) for n in names],
-        "scar_ha": [round(sum(int(p.masks[n].sum()) for p in parts) * grid.pixel_ha, 2) for n in names],
-        "new_ha": [round(changes[n].loc[changes[n]["change"].isin(["new", "expanded"]), "new_ha"].sum(), 2) for n in names],
-        "receded_ha": [round(changes[n].loc[changes[n]["change"] == "receded", "area_ha"].sum(), 2) for n in names],
-    }, index=pd.Index(names, name="period"))
-    _write_csv(summary, out / "summary.csv")
-    zone_table = None
-    if zones is not None:
-        zone_table = zone_statistics(scars, zones)
-        _write_csv(zone_table, out / "zones.csv", index=False)
-    timer["products"] = time.perf_counter()
-    features = None
-    if cfg.osm_features_path.is_file():
-        from asgm.osm import read_features
+    # Every product is written to a staging directory and published as one set at the end: a run that
+    # fails leaves the previous run's products whole, and a run without zones leaves no old zones.csv.
+    with staging(out / "products") as stage:
+        for name in names:
+            write_detections(found[name].assign(period=name, **settings), stage / name / "detections.geojson")
+        on_grid = {name: f.to_crs(grid.crs) for name, f in found.items()}
+        windows = detection_windows(on_grid, grid)
+        parts = [window_products(window, grid, rasters, on_grid, classifier, mo, cfg.imagery.scale, raster_bands)
+                 for window in progress_bar(windows, desc="scar and change", unit="window", disable=not progress)]
+        empty = np.zeros((1, 1), dtype=bool)
+        scars = {name: _concat([p.scars[name] for p in parts], mask_polygons(empty, grid, maxima={"confidence": empty})) for name in names}
+        changes = {name: _concat([p.changes[name] for p in parts], change_polygons(empty, empty, empty, empty, grid, names)) for name in names}
+        cumulative = _concat([p.cumulative for p in parts], mask_polygons(empty, grid, minima={"first_seen": empty}))
+        for name in names:
+            write_detections(scars[name].assign(period=name, **settings), stage / name / "scar.geojson")
+            _write_mask(stage / name / "scar.tif", [(p.window, p.masks[name]) for p in parts], grid)
+            write_detections(changes[name].assign(period=name, **settings), stage / name / "change.geojson")
+        write_detections(cumulative.assign(since=names[0], until=names[-1], **settings), stage / "cumulative.geojson")
+        summary = pd.DataFrame({
+            "detections": [len(found[n]) for n in names],
+            "detected_ha": [round(found[n]["area_ha"].sum(), 1) for n in names],
+            "scar_ha": [round(sum(int(p.masks[n].sum()) for p in parts) * grid.pixel_ha, 2) for n in names],
+            "new_ha": [round(changes[n].loc[changes[n]["change"].isin(["new", "expanded"]), "new_ha"].sum(), 2) for n in names],
+            "receded_ha": [round(changes[n].loc[changes[n]["change"] == "receded", "area_ha"].sum(), 2) for n in names],
+        }, index=pd.Index(names, name="period"))
+        _write_csv(summary, stage / "summary.csv")
+        zone_table = None
+        if zones is not None:
+            zone_table = zone_statistics(scars, zones)
+            _write_csv(zone_table, stage / "zones.csv", index=False)
+        timer["products"] = time.perf_counter()
+        features = None
+        if cfg.osm_features_path.is_file():
+            from asgm.osm import read_features
 
-        features = read_features(cfg.osm_features_path)
-    newest = alerts(changes[names[-1]], zones, features, rasters[names[-2]], rasters[names[-1]], out / "alerts", names[-2], names[-1])
-    write_detections(newest.assign(**settings), out / "alerts.geojson")
-    evaluation = None
-    if history is not None:
-        masks = {n: _mosaic([(p.window, p.masks[n]) for p in parts], grid) for n in names}
-        news = {n: _mosaic([(p.window, p.news[n]) for p in parts], grid) for n in names}
-        evaluation = evaluate_history(history, masks, changes, news, grid, mo.min_change_ha)
-    if evaluation is not None:
-        _write_csv(evaluation, out / "evaluation.csv")
+            features = read_features(cfg.osm_features_path)
+        newest = alerts(changes[names[-1]], zones, features, rasters[names[-2]], rasters[names[-1]], stage / "alerts", names[-2], names[-1])
+        write_detections(newest.assign(**settings), stage / "alerts.geojson")
+        evaluation = None
+        if history is not None:
+            masks = {n: _mosaic([(p.window, p.masks[n]) for p in parts], grid) for n in names}
+            news = {n: _mosaic([(p.window, p.news[n]) for p in parts], grid) for n in names}
+            evaluation = evaluate_history(history, masks, changes, news, grid, mo.min_change_ha)
+            _write_csv(evaluation, stage / "evaluation.csv")
+        publish(stage, out, {"periods": list(names), "settings": settings})
     timer["alerts"] = time.perf_counter()
     steps = list(timer)
     seconds = {b: round(timer[b] - timer[a], 1) for a, b in zip(steps, steps[1:])}
@@ -549,7 +574,29 @@ def read_zones(path: str | Path) -> gpd.GeoDataFrame:
     kinds = set(zones.geom_type.dropna()) - {"Polygon", "MultiPolygon"}
     if kinds:
         raise InputFileError(path, f"has {', '.join(sorted(kinds))} geometries; zones must be polygons", fix)
+    empty = zones.geometry.isna() | zones.geometry.is_empty
+    if empty.any():
+        raise InputFileError(path, f"zone(s) {zones.loc[empty, 'name'].tolist()[:5]} have no geometry", "give them their polygons, or remove them")
+    repeated = zones["name"][zones["name"].duplicated()].unique().tolist()
+    if repeated:
+        raise InputFileError(path, f"zone name(s) {repeated[:5]} are used by more than one zone, so their hectares would be mixed",
+                             "give every zone its own name, or merge the parts of one zone into one (multi)polygon")
+    invalid = ~zones.geometry.is_valid
+    if invalid.any():
+        # as for the boundary: make_valid keeps every part of a self-intersecting outline
+        warnings.warn(f"{path}: zone(s) {zones.loc[invalid, 'name'].tolist()[:5]} had invalid outlines (e.g. self-intersecting) and were "
+                      "repaired with shapely.make_valid; check them, or fix the file (e.g. QGIS: Fix geometries)", AsgmWarning, stacklevel=2)
+        zones.loc[invalid, "geometry"] = zones.geometry[invalid].make_valid()
     return zones
+
+
+def warn_zones_outside(zones: gpd.GeoDataFrame, grid: Grid) -> None:
+    """Warn about zones that the monitored region does not reach (their hectares are 0 by construction)."""
+    region = gpd.GeoSeries([box(*rasterio.transform.array_bounds(grid.shape[0], grid.shape[1], grid.transform))], crs=grid.crs).to_crs(zones.crs).iloc[0]
+    outside = ~zones.intersects(region)
+    if outside.any():
+        warnings.warn(f"{int(outside.sum())} zone(s) lie entirely outside the monitored region and get 0 ha: {zones.loc[outside, 'name'].tolist()[:5]}; "
+                      "check the zones file (and its CRS) against the region", AsgmWarning, stacklevel=2)
 
 
 def monitoring_zones(cfg, history=None) -> gpd.GeoDataFrame | None:
@@ -571,7 +618,7 @@ def monitoring_zones(cfg, history=None) -> gpd.GeoDataFrame | None:
         else:
             found = zones_from_osm(load_osm_features(cfg, read_boundary(cfg.scan.boundary or cfg.region.boundary), ZONE_TAGS))
             with atomic_path(kept) as tmp:
-                found.to_file(tmp, driver="GeoJSON")
+                found.to_file(tmp, driver="GeoJSON", layer=kept.stem)
             parts.append(found)
     parts = [p.to_crs(WGS84) for p in parts if len(p)]
     return gpd.GeoDataFrame(pd.concat(parts, ignore_index=True), crs=WGS84) if parts else None
@@ -624,17 +671,58 @@ def alerts(change: gpd.GeoDataFrame, zones: gpd.GeoDataFrame | None, features: g
             found["nearest_osm"] = [(f"waterway={w}" if isinstance(w, str) else f"highway={h}") + (f" ({n})" if isinstance(n, str) else "")
                                     for w, h, n in zip(nearest["waterway"], nearest["highway"], nearest.get("name", pd.Series([None] * len(nearest))))]
             found["nearest_osm_m"] = np.round(distance, 0)
-    # The thumbnails directory is replaced whole, so no thumbnail of an earlier run's alerts stays
-    # beside this run's; its index (THUMBNAIL_INDEX) marks it as ours. A directory of an older version
-    # holds only thumbnails, named <period>-NNN.png.
-    if thumbnails.is_dir() and not (thumbnails / THUMBNAIL_INDEX).exists() and all(re.fullmatch(r".+-\d{3}\.png", p.name) for p in thumbnails.iterdir()):
-        (thumbnails / THUMBNAIL_INDEX).touch()
-    with atomic_path(thumbnails, marker=THUMBNAIL_INDEX, what="directory of alert thumbnails") as tmp:
-        tmp.mkdir(parents=True)
-        found["thumbnail"] = [save_before_after(before_raster, after_raster, g, tmp / f"{a}.png", before, after).name
-                              for a, g in zip(found["alert_id"], found.geometry)]
-        found[["alert_id", "thumbnail"]].to_csv(tmp / THUMBNAIL_INDEX, index=False)
+    thumbnails.mkdir(parents=True, exist_ok=True)
+    found["thumbnail"] = [save_before_after(before_raster, after_raster, g, thumbnails / f"{a}.png", before, after).name
+                          for a, g in zip(found["alert_id"], found.geometry)]
     return found
+
+
+def previous_products(out: Path) -> set[str]:
+    """What an earlier run wrote in ``out`` (paths relative to it): the files its ``products.json``
+    lists; for versions before that list, the fixed product names and the thumbnails its
+    ``alerts/thumbnails.csv`` listed."""
+    if (out / PRODUCTS).is_file():
+        return set(read_json_object(out / PRODUCTS, f"delete {out / PRODUCTS}: a rerun rewrites it").get("files", []))
+    ours = {name for name in RUN_PRODUCTS if (out / name).is_file()}
+    ours |= {f"{d.name}/{name}" for d in out.iterdir() if d.is_dir() for name in PERIOD_PRODUCTS if (d / name).is_file()} if out.is_dir() else set()
+    index = out / "alerts" / OLD_THUMBNAIL_INDEX
+    if index.is_file():
+        ours |= {f"alerts/{OLD_THUMBNAIL_INDEX}"} | {f"alerts/{name}" for name in pd.read_csv(index)["thumbnail"].astype(str)}
+    return ours
+
+
+def publish(stage: Path, out: Path, record: dict) -> list[str]:
+    """Move a run's products from ``stage`` into ``out`` as one set, and list them in ``products.json``.
+
+    The previous run's products that this run did not make (a ``zones.csv`` of a run with zones, an
+    alert's thumbnail) are removed; every file of this run replaces its namesake. Files that no run
+    wrote are never touched: a file of someone else's where this run would write stops the run before
+    anything moves, and others in ``alerts/`` are left in place with a warning.
+
+    Raises
+    ------
+    AsgmError
+        A file that this tool did not write stands where a product goes.
+    """
+    new = sorted(p.relative_to(stage).as_posix() for p in stage.rglob("*") if p.is_file())
+    ours = previous_products(out)
+    foreign = [name for name in new if (out / name).exists() and name not in ours and name.split("/")[0] == "alerts"]
+    if foreign:
+        raise AsgmError(f"{out}: {', '.join(foreign[:5])} exist(s) but were not written by asgm.monitor, and this run's alerts would replace "
+                        "them; nothing was published and the previous products are unchanged. How to fix: move those files elsewhere and rerun "
+                        "(the scans are kept)")
+    for name in sorted(ours - set(new)):
+        (out / name).unlink(missing_ok=True)
+    for name in new:
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        os.replace(stage / name, out / name)
+    write_text(out / PRODUCTS, json.dumps({"files": new, **record}, indent=2, default=str))
+    alerts_dir = out / "alerts"
+    others = sorted(p.name for p in alerts_dir.iterdir() if f"alerts/{p.name}" not in new) if alerts_dir.is_dir() else []
+    if others:
+        warnings.warn(f"{alerts_dir}: left {len(others)} file(s) that asgm.monitor did not write in place ({', '.join(others[:5])}"
+                      f"{' …' if len(others) > 5 else ''}); this run's thumbnails are those listed in {out / PRODUCTS}", AsgmWarning, stacklevel=2)
+    return new
 
 
 def zone_names(found: gpd.GeoDataFrame, zones: gpd.GeoDataFrame | None) -> list[str]:
@@ -736,6 +824,10 @@ def main(argv: list[str] | None = None) -> int:
     except AsgmError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted: nothing new was published (the previous products are whole); run the same command again to resume "
+              "(finished scans are kept)", file=sys.stderr)
+        return 130
     print(result.summary.to_string())
     print(f"{len(result.alerts)} alert(s) of new mining in {result.periods[-1]} -> {result.out_dir / 'alerts.geojson'}")
     if result.evaluation is not None:

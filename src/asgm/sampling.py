@@ -184,7 +184,7 @@ def sampling_points(profile: Profile) -> gpd.GeoDataFrame:
         randoms = random_negatives(boundary, profile.sampling.random_negatives, positives, spacing, profile.sampling.seed)
     points = combine(positives, curated, randoms)
     with atomic_path(profile.sampling_points_path) as tmp:
-        points.to_file(tmp, driver="GeoJSON")
+        points.to_file(tmp, driver="GeoJSON", layer=profile.sampling_points_path.stem)
     return points
 
 

@@ -321,7 +321,7 @@ def detections(probability: str | Path, threshold: float, isolated_threshold: fl
 def write_detections(found: gpd.GeoDataFrame, path: str | Path) -> Path:
     """Write detections as GeoJSON (WGS 84, as the format requires), atomically."""
     with atomic_path(path) as tmp:
-        found.to_crs(WGS84).to_file(tmp, driver="GeoJSON")
+        found.to_crs(WGS84).to_file(tmp, driver="GeoJSON", layer=Path(path).stem)  # not the temporary's name
     return Path(path)
 
 
