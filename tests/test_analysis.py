@@ -274,9 +274,53 @@ def test_occlusion_drops_the_score_only_over_the_evidence():
         explain.occlusion_sensitivity(model, x, np.zeros(2), window=32)
 
 
-def test_occlusion_fill_greys_bands_and_empties_osm():
-    x = np.stack([np.full((4, 8, 8), 0.2), np.ones((4, 8, 8))], axis=-1)
-    assert explain.occlusion_fill(x, ["B4", "highway"]).tolist() == pytest.approx([0.2, 0.0], abs=1e-6)
+def test_occlusion_fill_is_forest_and_empties_osm():
+    # half the pixels forest (dark red, bright near infrared), half bright bare sand
+    x = np.zeros((4, 8, 8, 3), np.float32)
+    x[:, :4, :, 0], x[:, :4, :, 1] = 0.03, 0.35  # forest: NDVI 0.84
+    x[:, 4:, :, 0], x[:, 4:, :, 1] = 0.30, 0.33  # sand: NDVI 0.05
+    x[..., 2] = 1.0
+    assert explain.occlusion_fill(x, ["B4", "B8", "highway"]).tolist() == pytest.approx([0.03, 0.35, 0.0], abs=1e-6)
+    # without NDVI: the per-band median of every pixel
+    assert explain.occlusion_fill(x[..., :1], ["B2"]).tolist() == pytest.approx([0.165], abs=1e-6)
+
+
+@pytest.mark.slow
+def test_explanations_of_a_trained_model_point_at_the_planted_evidence():
+    """A CNN trained on patches where only a bright square (at a random place) makes a mine: for
+    held-out mines, Grad-CAM's and occlusion's peaks fall inside the square; the same check on the
+    map shifted or flipped fails."""
+    from asgm.models import band_statistics, build_model
+
+    rng = np.random.default_rng(0)
+    n, size = 400, 24
+    x = np.zeros((n, size, size, 2), np.float32)
+    x[..., 0] = 0.03 + rng.normal(0, 0.01, (n, size, size))  # forest-dark red
+    x[..., 1] = 0.35 + rng.normal(0, 0.02, (n, size, size))  # forest-bright near infrared
+    y = np.arange(n) % 2
+    corners = rng.integers(2, size - 8, (n, 2))
+    for i in np.flatnonzero(y):
+        r, c = corners[i]
+        x[i, r:r + 6, c:c + 6] = (0.30, 0.33)  # bare sand
+    keras.utils.set_random_seed(0)
+    model = build_model("bn_cnn", x.shape[1:], band_statistics(x[:300], ["B4", "B8"]), learning_rate=1e-3)  # the default architecture
+    model.fit(x[:300], y[:300], epochs=40, batch_size=32, verbose=0)  # long enough for batch normalisation's running statistics
+    test = [i for i in range(300, n) if y[i]][:8]
+    assert (model.predict(x[test], verbose=0)[:, 0] > 0.9).all()
+    cam = explain.grad_cam(model, x[test])
+    occlusion = explain.occlusion_sensitivity(model, x[test], explain.occlusion_fill(x[300:], ["B4", "B8"]), window=6, stride=2)
+
+    def peaks_inside(maps) -> float:
+        hits = []
+        for m, i in zip(maps, test):
+            r, c = np.unravel_index(np.argmax(m), m.shape)
+            top, left = corners[i]
+            hits.append(top - 1 <= r <= top + 6 and left - 1 <= c <= left + 6)
+        return float(np.mean(hits))
+
+    assert peaks_inside(cam) >= 0.75 and peaks_inside(occlusion) >= 0.75
+    assert occlusion.max(axis=(1, 2)).min() > 0.3  # occluding the sand with forest takes the mine away
+    assert peaks_inside(np.flip(cam, axis=(1, 2))) <= 0.25 and peaks_inside(np.roll(occlusion, 10, axis=2)) <= 0.25
 
 
 def test_permutation_importance_finds_the_channel_the_model_uses():

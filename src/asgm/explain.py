@@ -93,10 +93,28 @@ def _unit_peak(cam: np.ndarray) -> np.ndarray:
     return np.where(peak[:, None, None] > 0, cam / np.maximum(peak, 1e-12)[:, None, None], 0.0).astype(np.float32)
 
 
+#: NDVI above which a pixel counts as closed vegetation (forest) for the occluder.
+FOREST_NDVI = 0.6
+
+
 def occlusion_fill(x: np.ndarray, channels: Sequence[str]) -> np.ndarray:
-    """Value each channel is occluded with: the mean over ``x`` for bands (grey, no structure) and 0
-    for OSM channels (nothing mapped)."""
-    fill = np.asarray(x, np.float32).mean(axis=(0, 1, 2))
+    """Value each channel is occluded with: forest. For bands, the median of the pixels of ``x``
+    with NDVI above :data:`FOREST_NDVI` (closed canopy, the Amazon's background and no class's
+    evidence: occluding a pit with it asks "would this still be a mine if this were forest?"); OSM
+    channels 0 (nothing mapped).
+
+    The mean over every pixel, the usual grey occluder, is a blend of sand, water and vegetation
+    whose reflectance resembles bare ground: occluding a mine with it could raise P(mine). Without
+    B4 and B8 (no NDVI), or without forest pixels, the per-band median of all pixels is used.
+    """
+    x = np.asarray(x, np.float32)
+    pixels = x.reshape(-1, x.shape[-1])
+    if {"B4", "B8"} <= set(channels):
+        red, nir = pixels[:, list(channels).index("B4")], pixels[:, list(channels).index("B8")]
+        forest = (nir - red) / np.maximum(nir + red, 1e-6) > FOREST_NDVI
+        if forest.any():
+            pixels = pixels[forest]
+    fill = np.median(pixels, axis=0).astype(np.float32)
     fill[[i for i, c in enumerate(channels) if c in OSM_CHANNELS]] = 0.0
     return fill
 

@@ -469,26 +469,29 @@ def plot_label_audit(dataset: Dataset, audit: pd.DataFrame, shown: dict[str, lis
 
 
 def plot_explanations(patches: np.ndarray, channels: list[str], cam: np.ndarray, occlusion: np.ndarray, captions: list[str], title: str) -> Figure:
-    """Per patch: true colour with OSM, Grad-CAM over the image, and occlusion sensitivity
-    (red: occluding the pixel lowers the mine probability)."""
+    """Per patch (one row each): true colour with OSM, Grad-CAM over the image, and occlusion
+    sensitivity (red: occluding the pixel with forest lowers the mine probability). Constrained
+    layout keeps every caption, title and the colourbar clear of the images."""
     n = len(patches)
-    fig, axes = plt.subplots(n, 3, figsize=(7.2, 2.3 * n + 0.5), squeeze=False)
+    fig, axes = plt.subplots(max(n, 1), 3, figsize=(8.2, 2.6 * max(n, 1) + 0.8), squeeze=False, layout="constrained")
     rgb = rgb_bands(np.asarray(patches), channels)
     valid = rgb.sum(-1) > 0
     limits = np.percentile(rgb[valid], [2, 98], axis=0) if valid.any() else None
     bound = max(float(np.abs(occlusion).max()), 1e-6) if n else 1.0
+    for ax in axes.ravel():
+        ax.set_axis_off()
+    image = None
     for i in range(n):
         _show_patch(axes[i, 0], np.asarray(patches[i]), channels, limits)
-        axes[i, 0].set_title(captions[i], fontsize=7)
+        axes[i, 0].set_title(captions[i], fontsize=7, loc="left")
         _show_patch(axes[i, 1], np.asarray(patches[i]), channels, limits, osm=False)
         axes[i, 1].imshow(cam[i], cmap="inferno", alpha=0.55, vmin=0, vmax=1)
+        axes[i, 1].set_title("Grad-CAM: where the last\nconvolutions saw mine", fontsize=7)
         image = axes[i, 2].imshow(occlusion[i], cmap="RdBu_r", vmin=-bound, vmax=bound)
-        axes[i, 2].set_axis_off()
-    if n:
-        axes[0, 1].set_title("Grad-CAM (last conv layer)", fontsize=8)
-        axes[0, 2].set_title("occlusion: probability drop", fontsize=8)
-        fig.colorbar(image, ax=axes[:, 2].tolist(), shrink=0.6, label="drop in P(mine)")
-    fig.suptitle(title, fontsize=10)
+        axes[i, 2].set_title("occlusion with forest:\ndrop in P(mine)", fontsize=7)
+    if image is not None:
+        fig.colorbar(image, ax=axes[:, 2], location="right", shrink=min(0.9, 0.35 + 0.15 * n), label="drop in P(mine) (red: supports mine)")
+    fig.suptitle(title, fontsize=9)
     return fig
 
 
