@@ -22,7 +22,7 @@ GRID_SETTINGS := --set 'experiments.groups=[osm, single_osm, leave_one_out, patc
 endif
 PAPERMILL := $(PY) -m asgm.notebooks --kernel asgm --cwd notebooks -f $(CONFIG)
 
-.PHONY: setup all osm patches train analysis scan monitor test html clean
+.PHONY: setup all osm patches train analysis scan monitor test html clean docs readme-figures
 
 all: setup osm patches train analysis scan monitor
 
@@ -62,6 +62,15 @@ $(REPORTS)/%.ipynb: notebooks/%.ipynb
 	@mkdir -p $(REPORTS)
 	$(PAPERMILL) $< $(REPORTS)/$*.partial.ipynb
 	mv $(REPORTS)/$*.partial.ipynb $@
+
+# The configuration reference (docs/configuration.md) from src/asgm/config.py.
+docs: $(STAMP)
+	$(PY) -m asgm.docs
+
+# The README's figures, copied from the demo's figures/demo/ after `make all` (tests/test_docs.py
+# fails when the code that draws one changed since).
+readme-figures: all
+	$(PY) -m asgm.docs figures
 
 html: all
 	$(PY) -m asgm.notebooks html $(REPORTS)

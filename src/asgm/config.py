@@ -40,8 +40,11 @@ IMAGERY_SOURCE_ENV = "ASGM_IMAGERY_SOURCE"
 class Download:
     """A file fetched at run time, pinned by its SHA-256 (see :mod:`asgm.downloads`)."""
 
+    #: Where the file is kept (relative to the project).
     path: Path
+    #: Where it is downloaded from.
     url: str
+    #: Its SHA-256 (64 hex digits): a file with another checksum is refused.
     sha256: str
 
 
@@ -49,15 +52,22 @@ class Download:
 class SyntheticConfig:
     """Settings of the generated demo region (see :mod:`asgm.imagery.demo`)."""
 
+    #: Directory the demo region is written to.
     output_dir: Path
+    #: Seed of the layout, the rendering and the sampling points (same seed, same files).
     seed: int = 42
+    #: Side of the square region (km).
     size_km: float = 10.0
+    #: Longitude of the region's centre (WGS 84).
     centre_lon: float = -61.83
+    #: Latitude of the region's centre (WGS 84).
     centre_lat: float = 7.33
+    #: Mining sites (one mine point each, before the planted label errors).
     n_mine_sites: int = 60
     #: Mine sites per cluster (sites of a cluster lie within a few hundred metres along one river,
     #: so a cluster usually ends up in one spatial block).
     mines_per_cluster: int = 10
+    #: Curated non-mine points (hard negatives included) besides the planted label errors.
     n_curated_negatives: int = 90
 
 
@@ -65,8 +75,11 @@ class SyntheticConfig:
 class RegionConfig:
     """Boundary and labelled sampling points (GeoJSON, WGS 84)."""
 
+    #: The study area's outline (polygons).
     boundary: Path
+    #: Mine points (label 1).
     positives: Path
+    #: Curated non-mine points (label 0), optionally with a ``kind`` property.
     negatives: Path
     #: A file of random negatives (as in the thesis); when absent they are drawn by ``sampling``.
     random_negatives: Path | None = None
@@ -82,7 +95,9 @@ class ImageryConfig:
     """Where the Sentinel-2 pixels come from: ``demo`` (synthetic), ``local`` (a raster file),
     ``gee`` (Earth Engine, L1C) or ``stac`` (a STAC API such as Earth Search, L2A, no account)."""
 
+    #: ``demo``, ``local``, ``gee`` or ``stac``.
     source: str
+    #: Sentinel-2 bands to read, in this order (any subset of ``B1 … B12`` in Earth Genome's order).
     bands: tuple[str, ...] = S2_BANDS
     #: The GeoTIFF/COG/VRT to read (for ``demo``: where the synthetic composite is written; for
     #: ``gee``/``stac``: where a region composite is exported, optional).
@@ -95,6 +110,7 @@ class ImageryConfig:
     #: dataset, where the label audit compares it with the reference's dates (for ``demo`` and
     #: ``local`` only that).
     date_start: str | None = None
+    #: End of the window (exclusive).
     date_end: str | None = None
     #: ``gee``: Cloud Score+ ``cs_cdf`` a pixel needs to be kept (0.75 for training).
     clear_threshold: float = 0.75
@@ -103,6 +119,7 @@ class ImageryConfig:
     project: str | None = None
     #: ``stac``: the STAC API (or a static catalogue's catalog.json) and its Sentinel-2 L2A collection.
     stac_url: str = "https://earth-search.aws.element84.com/v1"
+    #: ``stac``: the collection to search.
     collection: str = "sentinel-2-c1-l2a"
     #: ``stac``: scenes cloudier than this (``eo:cloud_cover``, %) are not searched.
     max_cloud_cover: float = 80.0
@@ -112,7 +129,9 @@ class ImageryConfig:
 
 @dataclass(frozen=True)
 class OsmConfig:
+    #: ``file`` (an .osm XML file), ``pbf`` (an .osm.pbf extract, QuackOSM) or ``overpass``.
     source: str
+    #: OSM keys burned as 0/1 channels (any of highway, landuse, building, aeroway, waterway; [] for none).
     channels: tuple[str, ...] = OSM_CHANNELS
     #: Local ``.osm`` XML file (``source: file``) or ``.osm.pbf`` extract (``source: pbf``).
     path: Path | None = None
@@ -125,12 +144,15 @@ class SamplingConfig:
     #: Minimum distance of a random negative to every positive and to each other; default: the
     #: diagonal of the first patch size, so a random negative's patch never overlaps a mine's.
     min_distance_m: float | None = None
+    #: Seed of the random negatives.
     seed: int = 0
 
 
 @dataclass(frozen=True)
 class PatchConfig:
+    #: Patch sides in pixels; one dataset directory per size (the first one trains the models).
     sizes: tuple[int, ...] = (48,)
+    #: Pixel size in metres.
     resolution_m: float = 10.0
     #: Patches with more nodata pixels than this fraction are dropped.
     max_nodata_fraction: float = 0.05
@@ -156,6 +178,7 @@ class TrainingConfig:
     channels: tuple[str, ...] | None = None
     #: Maximum epochs (early stopping usually ends training sooner).
     epochs: int = 60
+    #: Patches per training step.
     batch_size: int = 32
     #: Adam's initial learning rate.
     learning_rate: float = 1e-3
@@ -164,6 +187,7 @@ class TrainingConfig:
     #: Epochs without a better validation PR-AUC before the learning rate is multiplied by
     #: ``lr_factor`` (Earth Genome: 20 epochs, 0.33); null: a constant learning rate.
     lr_patience: int | None = 6
+    #: Factor the learning rate is multiplied by (see ``lr_patience``).
     lr_factor: float = 0.33
     #: Weight each class by n / (2 n_c) in the loss.
     class_weights: bool = False
@@ -200,6 +224,7 @@ class TrainingConfig:
     #: default: on the real benchmark, early stopping on one or two areas' noisy PR-AUC kept
     #: undertrained weights (leave-one-region-out ROC-AUC -0.27; benchmarks/README.md).
     split_areas: int | None = None
+    #: Seed of the split, the initial weights and the augmentation.
     seed: int = 0
     #: Replicates of the block bootstrap behind every confidence interval.
     bootstrap: int = 1000
@@ -260,6 +285,7 @@ class ExperimentsConfig:
     #: Where the runs train, as ``scan.scheduler``: ``synchronous`` (in the notebook's process),
     #: ``local`` (a dask LocalCluster of ``workers`` processes sharing the cores) or ``tcp://host:8786``.
     scheduler: str = "synchronous"
+    #: Worker processes of the local cluster.
     workers: int = 1
 
 
@@ -287,7 +313,9 @@ class ScanConfig:
     #: Earth Genome's stricter threshold for isolated detections (null: no such rule): a window
     #: whose ``isolated_neighbours``-th nearest detection is farther than ``isolated_distance_m``.
     isolated_threshold: float | None = None
+    #: How many detections must lie within ``isolated_distance_m`` of a window for it not to be isolated.
     isolated_neighbours: int = 5
+    #: Radius (m) of that neighbourhood.
     isolated_distance_m: float = 3000.0
     #: ``synchronous`` (in the notebook's process), ``local`` (a dask LocalCluster) or a dask
     #: scheduler address (``tcp://host:8786``) to spread tiles over more machines.
@@ -300,7 +328,9 @@ class ScanConfig:
 class Period:
     """One monitoring period: a name (used in file names) and its composite's date window."""
 
+    #: The period's name (its directory and the ``period`` column of the products).
     name: str
+    #: Start of the composite's window (ISO date).
     date_start: str | None = None
     #: Exclusive, as ``imagery.date_end``.
     date_end: str | None = None
@@ -325,6 +355,7 @@ class MonitoringConfig:
     osm_zones: bool = False
     #: Detection threshold and Earth Genome's isolated-detection threshold; null: as ``scan``.
     threshold: float | None = None
+    #: Earth Genome's stricter threshold for isolated detections; null: as ``scan``.
     isolated_threshold: float | None = None
     #: Scar inside detections: ``classifier`` (a pixel classifier trained on the scan model's patches
     #: with their labels as weak pixel labels) or ``rules`` (water, and bare ground beside it; see :mod:`asgm.scar`).
@@ -334,6 +365,7 @@ class MonitoringConfig:
     #: The classifier's scar grows by up to this many pixels into pixels whose probability reaches
     #: ``scar_grow_fraction`` of its threshold (a mine's edges and hazy parts); 0: no growth.
     scar_grow_px: int = 3
+    #: ... into pixels whose probability reaches this fraction of the scar threshold.
     scar_grow_fraction: float = 0.5
     #: Changes smaller than this are not new, expanded or receded mining (jitter of edges).
     min_change_ha: float = 0.5
