@@ -436,8 +436,9 @@ def plot_label_audit(dataset: Dataset, audit: pd.DataFrame, shown: dict[str, lis
     colour with the reference's mining by its image date outlined in red, and its figures."""
     channels = dataset.channels
     ncols = max([len(r) for r in shown.values()] + [1])
-    fig = plt.figure(figsize=(2.2 * ncols, 2.9 * len(shown) + 0.4), layout="constrained")
-    rows_of_figure = np.atleast_1d(fig.subfigures(len(shown), 1))
+    heights = [1.0 if picked else 0.22 for picked in shown.values()]  # a kind with no patch gets one line
+    fig = plt.figure(figsize=(2.2 * ncols, 2.9 * sum(heights) + 0.4), layout="constrained")
+    rows_of_figure = np.atleast_1d(fig.subfigures(len(shown), 1, height_ratios=heights))
     rows = sorted({r for kind in shown.values() for r in kind})
     rgb = rgb_bands(np.asarray(dataset.patches[rows]), channels) if rows else np.zeros((0, 1, 1, 3))
     valid = rgb.sum(-1) > 0
@@ -445,10 +446,13 @@ def plot_label_audit(dataset: Dataset, audit: pd.DataFrame, shown: dict[str, lis
     titles = {"non_mine_in_reference": "labelled NO MINE, on reference mining", "mine_not_in_reference": "labelled MINE, no reference mining near",
               "mine_mapped_after_image": "labelled MINE, reference mining only after the image"}
     for subfigure, (kind, picked) in zip(rows_of_figure, shown.items()):
+        subfigure.suptitle(f"{titles.get(kind, kind)} ({len(picked)} shown)" if picked else f"{titles.get(kind, kind)}: none",
+                           x=0.005, ha="left", fontsize=9, fontweight="bold")
+        if not picked:
+            continue
         axes_row = np.atleast_1d(subfigure.subplots(1, ncols))
         for ax in axes_row:
             ax.set_axis_off()
-        subfigure.suptitle(f"{titles.get(kind, kind)} ({len(picked)} shown)", x=0.005, ha="left", fontsize=9, fontweight="bold")
         for ax, row in zip(axes_row, picked):
             a = audit.iloc[row]
             _show_patch(ax, np.asarray(dataset.patches[row]), channels, limits, osm=False)
@@ -462,8 +466,6 @@ def plot_label_audit(dataset: Dataset, audit: pd.DataFrame, shown: dict[str, lis
             year = "" if pd.isna(a["first_year"]) else f", first {int(a['first_year'])}"
             far = "none ≤ 5 km" if pd.isna(a["distance_m"]) else f"{a['distance_m']:.0f} m"
             ax.text(0.5, -0.02, f"{a['patch_id']}\ncover {a['cover']:.0%}{year}\nnearest {far}", transform=ax.transAxes, ha="center", va="top", fontsize=6.5)
-        if not picked:
-            axes_row[0].text(0.5, 0.5, "none", ha="center", va="center", transform=axes_row[0].transAxes)
     fig.suptitle("Labels against the reference map (red: reference mining mapped by the image's date)", fontsize=10)
     return fig
 
