@@ -78,6 +78,8 @@ VARIANTS = {
     # the upper bound a reference map gives: patches whose label Earth Genome's map contradicts
     # (asgm.labels' defaults) never trained or validated on (they stay in the test folds)
     "agreed": {**SINGLE, "train_on": "agreed"},
+    # a noise-robust loss: targets 0.1 / 0.9 instead of 0 / 1
+    "smoothing": {**SINGLE, "label_smoothing": 0.1},
     # ... and also the mine patches near which the map has mining only after the image (labels.mine_mapped_later)
     "agreed_strict": {**SINGLE, "train_on": "agreed_strict"},
     "thesis_cnn": {**SINGLE, "architecture": "thesis_cnn", "standardize": False, "learning_rate": 3e-4, "patience": 10,

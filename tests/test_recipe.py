@@ -167,13 +167,23 @@ def test_calibration_is_fitted_on_validation_only_and_applied_by_predict(cli_mod
     assert np.allclose(table["probability"], pred["probability"], atol=1e-5)  # predict applies the same map
 
 
+def test_label_smoothing_reaches_the_loss():
+    from asgm.models import build_model
+
+    plain, smooth = (build_model("thesis_cnn", (16, 16, 3), label_smoothing=ls) for ls in (0.0, 0.1))
+    assert plain.loss.get_config()["label_smoothing"] == 0.0 and smooth.loss.get_config()["label_smoothing"] == pytest.approx(0.1)
+    y, p = np.array([[1.0]]), np.array([[0.999]])
+    assert float(smooth.loss(y, p)) > 10 * float(plain.loss(y, p))  # a confident right answer still costs something
+
+
 def test_config_rejects_bad_recipe_values(tmp_path):
     from asgm.config import load_training
 
     for text, key in (("augment: [dihedral, mixup]\n", "training.augment"), ("bagging: 1.5\n", "training.bagging"),
                       ("calibration: beta\n", "training.calibration"), ("lr_factor: 2\n", "training.lr_factor"),
                       ("mine_min_open_ha: -1\n", "training.mine_min_open_ha"), ("label_noise: forget\n", "training.label_noise"),
-                      ("thresholds_from: test\n", "training.thresholds_from"), ("label_folds: 1\n", "training.label_folds")):
+                      ("thresholds_from: test\n", "training.thresholds_from"), ("label_folds: 1\n", "training.label_folds"),
+                      ("label_smoothing: 0.5\n", "training.label_smoothing")):
         path = tmp_path / "t.yaml"
         path.write_text(text)
         with pytest.raises(ConfigError, match=key.replace(".", r"\.")):

@@ -246,6 +246,9 @@ class TrainingConfig:
     #: mean of the true label and the teacher's calibrated probability. Validation, calibration,
     #: thresholds and the test keep the true labels. Null: no teacher.
     teacher: str | None = None
+    #: Binary cross-entropy against targets pulled this far towards 0.5 (label smoothing, a loss
+    #: that trusts each label less); 0: the plain loss.
+    label_smoothing: float = 0.0
     #: Label noise: ``prune`` finds the training and validation patches whose label is unlikely
     #: (confident learning, ``cleanlab``, on out-of-fold predictions of a spatial
     #: ``label_folds``-fold cross-validation of one model of the recipe over them) and leaves them
@@ -827,6 +830,8 @@ def _validate_training(t: TrainingConfig, src: Path | None) -> None:
         raise ConfigError("training.label_noise", f"unknown handling {t.label_noise!r}", "give prune, or null to train on every label", src)
     if t.thresholds_from not in ("validation", "out_of_fold"):
         raise ConfigError("training.thresholds_from", f"unknown evidence {t.thresholds_from!r}", "give validation or out_of_fold", src)
+    if not 0 <= t.label_smoothing < 0.5:
+        raise ConfigError("training.label_smoothing", f"{t.label_smoothing} is not in [0, 0.5)", "give e.g. 0.1, or 0 for the plain loss", src)
     if t.label_folds < 2:
         raise ConfigError("training.label_folds", "must be at least 2", "give e.g. 3", src)
     for name in ("patience", "lr_patience"):

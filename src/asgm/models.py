@@ -317,7 +317,8 @@ def _copy_layer(layer: layers.Layer, x):
     return out
 
 
-def build_model(architecture: str, shape: tuple[int, int, int], statistics=None, learning_rate: float = 3e-4) -> keras.Model:
+def build_model(architecture: str, shape: tuple[int, int, int], statistics=None, learning_rate: float = 3e-4,
+                label_smoothing: float = 0.0) -> keras.Model:
     """A compiled model: Adam, binary cross-entropy, PR-AUC and ROC-AUC as metrics.
 
     Parameters
@@ -330,11 +331,13 @@ def build_model(architecture: str, shape: tuple[int, int, int], statistics=None,
         Per-channel (mean, variance) for in-model standardisation, or None.
     learning_rate
         Adam's learning rate.
+    label_smoothing
+        Targets pulled this far towards 0.5 (a loss that trusts each label less, as noisy labels deserve).
     """
     if architecture not in ARCHITECTURES:
         raise AsgmError(f"unknown architecture {architecture!r}; choose one of {', '.join(ARCHITECTURES)} (training.architecture)")
     model = ARCHITECTURES[architecture](shape, statistics)
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="binary_crossentropy",
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=keras.losses.BinaryCrossentropy(label_smoothing=label_smoothing),
                   metrics=[keras.metrics.AUC(curve="PR", name="pr_auc"), keras.metrics.AUC(name="roc_auc")])
     # Without a distribution strategy Keras creates Adam's slots while tracing the first train step,
     # and a tf.function that creates variables is traced twice; built here, it is traced once.
