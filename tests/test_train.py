@@ -193,7 +193,9 @@ def test_predict_applies_the_operating_point_asked_for(trained, tmp_path, capsys
 
     data, model_dir = trained
     thresholds = json.loads((model_dir / "threshold.json").read_text())
-    for point in predict.OPERATING_POINTS:
+    from asgm.cli import OPERATING_POINTS
+
+    for point in OPERATING_POINTS:
         out = tmp_path / f"{point}.csv"
         assert predict.main(["--model_directory", str(model_dir), "--input_directory", str(data), "--output", str(out), "--operating_point", point]) == 0
         threshold = thresholds[point]["threshold"]

@@ -40,7 +40,6 @@ if __name__ == "__main__":  # --help and bad flags answer before TensorFlow load
 import dataclasses
 import json
 import os
-import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path

@@ -34,7 +34,6 @@ from asgm.patches import Dataset, read_dataset
 from asgm.progress import progress_bar
 from asgm.train import MODEL_FILES
 
-from asgm.cli import OPERATING_POINTS
 
 
 @dataclass
@@ -62,7 +61,7 @@ class TrainedModel:
         return float(self.thresholds["threshold"])
 
     def threshold_at(self, operating_point: str) -> float:
-        """The validation threshold of one of :data:`OPERATING_POINTS` (``f1`` is :attr:`threshold`)."""
+        """The validation threshold of one of :data:`asgm.cli.OPERATING_POINTS` (``f1`` is :attr:`threshold`)."""
         if operating_point == "f1":
             return self.threshold
         chosen = self.thresholds.get(operating_point)
