@@ -189,13 +189,12 @@ def patch_footprints(dataset: Dataset) -> tuple[pd.Series, pd.Series]:
         grids = patch_grids(index, size, resolution)
         return pd.Series([g.footprint for g in grids]), pd.Series([g.crs for g in grids])
     half = size * resolution / 2
-    crss, squares = [], []
-    for lon, lat in zip(index["lon"], index["lat"]):
-        crs = utm_crs(lon, lat)
-        x, y = gpd.GeoSeries(gpd.points_from_xy([lon], [lat]), crs=WGS84).to_crs(crs).iloc[0].coords[0]
-        crss.append(crs)
-        squares.append(box(x - half, y - half, x + half, y + half))
-    return pd.Series(squares), pd.Series(crss)
+    crss = pd.Series([utm_crs(lon, lat) for lon, lat in zip(index["lon"], index["lat"])])
+    squares = pd.Series([None] * len(index), dtype=object)
+    for _, rows in crss.groupby(crss.map(CRS.to_string)):  # one projection per UTM zone
+        points = gpd.GeoSeries(gpd.points_from_xy(index["lon"].iloc[rows.index], index["lat"].iloc[rows.index]), crs=WGS84).to_crs(rows.iloc[0])
+        squares[rows.index] = [box(x - half, y - half, x + half, y + half) for x, y in zip(points.x, points.y)]
+    return squares, crss
 
 
 def audit_labels(dataset: Dataset, reference: gpd.GeoDataFrame, config: LabelsConfig | None = None, progress: bool = True) -> pd.DataFrame:

@@ -53,8 +53,8 @@ from rasterio.windows import Window
 from scipy import ndimage
 from shapely.geometry import box, shape
 
-from asgm.config import MONITORING_RUN_PRODUCTS as RUN_PRODUCTS
 from asgm.atomic import atomic_path, ensure_writable, plain_name, staging, write_text
+from asgm.config import MONITORING_RUN_PRODUCTS as RUN_PRODUCTS
 from asgm.errors import AsgmError, AsgmWarning, InputFileError, read_json_object
 from asgm.evaluate import wilson_interval
 from asgm.progress import progress_bar

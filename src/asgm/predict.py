@@ -35,7 +35,6 @@ from asgm.progress import progress_bar
 from asgm.train import MODEL_FILES
 
 
-
 @dataclass
 class TrainedModel:
     """A model directory read back: the Keras model, its ``config.json`` and ``threshold.json``."""

@@ -446,9 +446,9 @@ def threshold_evidence(y: np.ndarray, p: np.ndarray, threshold: float, strict_th
     specificity there at each, with 95 % Wilson intervals (``asgm.predict`` prints them)."""
     out = {"patches": int(len(y)), "mines": int(y.sum())}
     for name, t in (("threshold", threshold), ("specificity", strict_threshold)):
-        predicted = p >= t
-        out[name] = {"sensitivity": evaluate.wilson_interval(int((predicted & (y == 1)).sum()), int((y == 1).sum())),
-                     "specificity": evaluate.wilson_interval(int((~predicted & (y == 0)).sum()), int((y == 0).sum()))}
+        c = evaluate.confusion_counts(y, p >= t)
+        out[name] = {"sensitivity": evaluate.wilson_interval(c["tp"], c["tp"] + c["fn"]),
+                     "specificity": evaluate.wilson_interval(c["tn"], c["tn"] + c["fp"])}
     return out
 
 
