@@ -266,12 +266,35 @@ def test_grad_cam_points_at_the_evidence():
 def test_occlusion_drops_the_score_only_over_the_evidence():
     model = brightness_model()
     x = bright_square()
-    sensitivity = explain.occlusion_sensitivity(model, x, fill=np.zeros(2, np.float32), window=4, stride=2)
+    sensitivity = explain.occlusion_sensitivity(model, x, fill=np.zeros(2, np.float32), windows=(4,), stride=2)
     assert sensitivity.shape == (3, 16, 16)
     assert sensitivity[:, 2:6, 10:14].mean() > 0.01
     assert np.abs(sensitivity[:, 10:, :6]).max() < 1e-6  # nothing there to occlude
     with pytest.raises(AsgmError, match="must fit"):
-        explain.occlusion_sensitivity(model, x, np.zeros(2), window=32)
+        explain.occlusion_sensitivity(model, x, np.zeros(2), windows=(4, 32))
+
+
+def test_occlusion_at_several_sizes_shows_evidence_too_large_for_a_small_window():
+    """A detector that needs one bright pixel anywhere (max pooling) and a bright square filling most
+    of the patch: no small square can hide it all, so a single small window maps no evidence; a
+    larger window shows the square and nothing beyond it. A small square of evidence keeps the
+    small window's sharp map."""
+    inputs = keras.Input((16, 16, 2))
+    x = keras.layers.Conv2D(1, 1, use_bias=False, name="conv")(inputs)
+    x = keras.layers.GlobalMaxPooling2D()(keras.layers.Activation("relu")(x))
+    model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(x))
+    model.get_layer("conv").set_weights([np.array([1.0, 0.0], np.float32).reshape(1, 1, 2, 1)])
+    model.layers[-1].set_weights([np.array([[4.0]], np.float32), np.array([-1.0], np.float32)])
+    x = bright_square(size=16, at=(3, 3))
+    x[:, 3:13, 3:13, 0] = 1.0  # a 10 px square
+    small = explain.occlusion_sensitivity(model, x, np.zeros(2, np.float32), windows=(4,), stride=2)
+    assert np.abs(small).max() < 1e-6
+    scales = explain.occlusion_sensitivity(model, x, np.zeros(2, np.float32), windows=(4, 8, 12), stride=2)
+    assert scales[:, 3:13, 3:13].min() > 0.05
+    assert np.abs(scales[:, :2, :]).max() < 1e-6 and np.abs(scales[:, 14:, :]).max() < 1e-6
+    pit = bright_square(size=16, at=(2, 10))
+    sharp = explain.occlusion_sensitivity(model, pit, np.zeros(2, np.float32), windows=(4,), stride=2)
+    np.testing.assert_allclose(explain.occlusion_sensitivity(model, pit, np.zeros(2, np.float32), windows=(12, 4, 8), stride=2), sharp)
 
 
 def test_occlusion_fill_is_forest_and_empties_osm():
@@ -308,7 +331,7 @@ def test_explanations_of_a_trained_model_point_at_the_planted_evidence():
     test = [i for i in range(300, n) if y[i]][:8]
     assert (model.predict(x[test], verbose=0)[:, 0] > 0.9).all()
     cam = explain.grad_cam(model, x[test])
-    occlusion = explain.occlusion_sensitivity(model, x[test], explain.occlusion_fill(x[300:], ["B4", "B8"]), window=6, stride=2)
+    occlusion = explain.occlusion_sensitivity(model, x[test], explain.occlusion_fill(x[300:], ["B4", "B8"]), windows=(6,), stride=2)
 
     def peaks_inside(maps) -> float:
         hits = []

@@ -119,10 +119,15 @@ def occlusion_fill(x: np.ndarray, channels: Sequence[str]) -> np.ndarray:
     return fill
 
 
-def occlusion_sensitivity(model: keras.Model, x: np.ndarray, fill: np.ndarray, window: int = 8, stride: int = 4,
-                          batch_size: int = 256, progress: bool = False) -> np.ndarray:
-    """How much the mine probability drops when a ``window`` x ``window`` square is occluded
-    (Zeiler & Fergus 2014), averaged over the windows covering each pixel.
+def occlusion_sensitivity(model: keras.Model, x: np.ndarray, fill: np.ndarray, windows: Sequence[int] = (8, 16, 24), stride: int = 4,
+                          min_drop: float = 0.1, batch_size: int = 256, progress: bool = False) -> np.ndarray:
+    """How much the mine probability drops when a square is occluded (Zeiler & Fergus 2014),
+    averaged over the squares covering each pixel, with the smallest square (of ``windows``) that
+    moves the probability by at least ``min_drop`` somewhere in the patch (else the one that moves it most).
+
+    Several sizes because one cannot show both a pit and a mine that fills the patch: hiding 8 px of
+    a 25 px pit leaves the rest of it to keep P(mine) at 1, so a small square alone draws large mines
+    as no evidence at all, while large squares alone blur a small pit into the patch's centre.
 
     Parameters
     ----------
@@ -132,8 +137,10 @@ def occlusion_sensitivity(model: keras.Model, x: np.ndarray, fill: np.ndarray, w
         Model inputs (N, H, W, C).
     fill
         Per-channel occluder value (see :func:`occlusion_fill`).
-    window, stride
-        Occluder side and step in pixels.
+    windows, stride
+        Occluder sides (smallest first) and step in pixels.
+    min_drop
+        Drop in probability that makes a square size informative.
 
     Returns
     -------
@@ -142,21 +149,26 @@ def occlusion_sensitivity(model: keras.Model, x: np.ndarray, fill: np.ndarray, w
         where the pixel supports "mine").
     """
     n, h, w, _ = x.shape
-    if window > min(h, w) or window < 1 or stride < 1:
-        raise AsgmError(f"occlusion window {window} px and stride {stride} px must fit the {h} x {w} px patches")
-    starts = [(r, c) for r in range(0, h - window + 1, stride) for c in range(0, w - window + 1, stride)]
+    if not windows or any(not 1 <= window <= min(h, w) for window in windows) or stride < 1:
+        raise AsgmError(f"occlusion windows {list(windows)} px and stride {stride} px must fit the {h} x {w} px patches")
+    windows = sorted(windows)
+    squares = [(r, c, window) for window in windows for r in range(0, h - window + 1, stride) for c in range(0, w - window + 1, stride)]
     base = predict_probabilities(model, x, batch_size)
     out = np.zeros((n, h, w), np.float32)
     for i in progress_bar(range(n), desc="occlusion", unit="patch", disable=not progress):
-        occluded = np.repeat(np.asarray(x[i:i + 1], np.float32), len(starts), axis=0)
-        for k, (r, c) in enumerate(starts):
+        occluded = np.repeat(np.asarray(x[i:i + 1], np.float32), len(squares), axis=0)
+        for k, (r, c, window) in enumerate(squares):
             occluded[k, r:r + window, c:c + window] = fill
         drop = base[i] - predict_probabilities(model, occluded, batch_size)
-        total, count = np.zeros((h, w), np.float32), np.zeros((h, w), np.float32)
-        for k, (r, c) in enumerate(starts):
-            total[r:r + window, c:c + window] += drop[k]
-            count[r:r + window, c:c + window] += 1
-        out[i] = total / np.maximum(count, 1)
+        total, count = np.zeros((len(windows), h, w), np.float32), np.zeros((len(windows), h, w), np.float32)
+        for k, (r, c, window) in enumerate(squares):
+            scale = windows.index(window)
+            total[scale, r:r + window, c:c + window] += drop[k]
+            count[scale, r:r + window, c:c + window] += 1
+        maps = total / np.maximum(count, 1)
+        strongest = np.abs(maps).max(axis=(1, 2))
+        informative = np.flatnonzero(strongest >= min_drop)
+        out[i] = maps[informative[0] if len(informative) else int(np.argmax(strongest))]
     return out
 
 
