@@ -176,8 +176,12 @@ def test_a_rerun_reuses_the_audit_and_other_directories_are_never_replaced(tmp_p
     with pytest.raises(AsgmError, match="my_notes"):
         audit_dataset(data, reference, mine, progress=False)
     assert (mine / "notes.txt").read_text() == "field trip" and len(list(mine.iterdir())) == 1
-    with pytest.raises(AsgmError, match="never replaces its input"):
+    before = sorted(p.name for p in data.iterdir())
+    with pytest.raises(AsgmError, match="is the input dataset.*never changes its input"):
         audit_dataset(data, reference, data, progress=False)
+    with pytest.raises(AsgmError, match="inside the input dataset"):
+        audit_dataset(data, reference, data / "audited", progress=False)
+    assert sorted(p.name for p in data.iterdir()) == before
 
 
 def test_a_dataset_without_image_dates_needs_one(tmp_path, conflicting):

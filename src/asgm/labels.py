@@ -303,8 +303,9 @@ def audit_dataset(input_directory: str | Path, reference: str | Path, output_dir
     validate_labels(config, None)
     out = Path(output_directory)
     dataset = read_dataset(input_directory)
-    if out.resolve() == dataset.path.resolve():
-        raise AsgmError(f"--output_directory {out} is the input dataset: the audit writes a new dataset directory and never replaces its input. "
+    if out.resolve().is_relative_to(dataset.path.resolve()):
+        raise AsgmError(f"--output_directory {out} is {'the input dataset' if out.resolve() == dataset.path.resolve() else 'inside the input dataset'}: "
+                        "the audit writes a new dataset directory and never changes its input. "
                         "How to fix: give another directory, e.g. " + str(dataset.path.with_name(dataset.path.name + "_audited")))
     check_target(out, directory=True, marker="dataset.json", what="dataset directory")
     settings = dataclasses.asdict(config) | {"reference": None}
