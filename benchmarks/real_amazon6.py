@@ -8,7 +8,7 @@ Each training recipe (variant) is evaluated with ``asgm.crossval``:
 
 The folds depend only on ``--fold-seed``, so every variant and training seed sees the same folds
 and the comparisons are paired patch by patch. Every patch is judged at its own fold's
-validation-chosen thresholds (``F1``: maximum F1; ``spec``: validation specificity >= 0.95), and
+validation-chosen thresholds (``F1``: maximum expected F1, :mod:`asgm.train`'s rule; ``spec``: validation specificity >= 0.95), and
 every interval is a 95 % bootstrap over spatial blocks. Two levers need no extra training and are
 derived from the trained folds: test-time augmentation (``+tta``: the fold models re-run on the 8
 dihedral views, calibration and thresholds refitted on validation) and an ensemble over training

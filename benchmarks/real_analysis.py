@@ -107,7 +107,7 @@ def main() -> None:
     pooled = pd.concat([pd.DataFrame({"y": r.y, "predicted": r.p >= r.threshold, "p": r.p, "block": r.blocks,
                                       "category": kinds.loc[r.patch_id].to_numpy()}) for r in runs.values()], ignore_index=True)
     breakdown = evaluate.category_breakdown(pooled["y"], pooled["predicted"], pooled["category"], pooled["block"], pooled["p"], n_boot=1000)
-    print(f"\nPer category (test patches of {args.seeds} seeds pooled, maximum-F1 threshold from validation):")
+    print(f"\nPer category (test patches of {args.seeds} seeds pooled, F1 threshold from validation):")
     print("| category | label | test patches | blocks | classified correctly | mean P(mine) |\n|---|---|---|---|---|---|")
     for category, r in breakdown.iterrows():
         print(f"| {category} | {int(r['label'])} | {int(r['patches'])} | {int(r['blocks'])} | {r['correct']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}] | {r['mean_probability']:.3f} |")

@@ -5,7 +5,7 @@ import pytest
 from sklearn.metrics import f1_score, roc_auc_score
 
 from asgm.errors import AsgmError
-from asgm.evaluate import binary_metrics, block_bootstrap, f_beta_threshold, specificity_threshold
+from asgm.evaluate import binary_metrics, block_bootstrap, expected_f_beta_threshold, f_beta_threshold, specificity_threshold
 
 
 def noisy_scores(n=200, seed=0):
@@ -20,6 +20,29 @@ def test_f1_threshold_maximises_f1():
     assert best == pytest.approx(f1_score(y, p >= threshold))
     for other in np.linspace(0.05, 0.95, 19):
         assert f1_score(y, p >= other) <= best + 1e-12
+
+
+def test_expected_f1_threshold_is_the_best_threshold_for_labels_drawn_from_the_probabilities():
+    """When the labels are drawn from the probabilities, the plug-in threshold's realised F1 is the best
+    any threshold reaches (to sampling error) and, as for any calibrated scores, it is half the best
+    F1 (Lipton et al. 2014)."""
+    rng = np.random.default_rng(0)
+    p = rng.beta(0.6, 1.2, 40_000)
+    y = (rng.random(len(p)) < p).astype(int)
+    threshold, expected = expected_f_beta_threshold(p)
+    best = max(f1_score(y, p >= t) for t in np.linspace(0.05, 0.95, 91))
+    assert f1_score(y, p >= threshold) == pytest.approx(best, abs=0.005)
+    assert expected == pytest.approx(best, abs=0.01) and threshold == pytest.approx(expected / 2, abs=0.01)
+    assert expected_f_beta_threshold(p, 0.5)[0] > threshold  # F0.5 favours precision
+
+
+def test_expected_f1_threshold_keeps_tied_scores_together_and_refuses_non_probabilities():
+    threshold, _ = expected_f_beta_threshold(np.array([0.9, 0.9, 0.9, 0.2, 0.1]))
+    assert 0.2 < threshold <= 0.9
+    with pytest.raises(AsgmError, match=r"probabilities in \[0, 1\]"):
+        expected_f_beta_threshold(np.array([0.5, 1.7]))
+    with pytest.raises(AsgmError, match=r"probabilities in \[0, 1\]"):
+        expected_f_beta_threshold(np.array([0.5, np.nan]))
 
 
 def test_f05_threshold_favours_precision():

@@ -10,7 +10,7 @@ from asgm import predict, train
 from asgm.augment import dihedral
 from asgm.config import TrainingConfig, load_training
 from asgm.errors import AsgmError, ConfigError, InputFileError
-from asgm.evaluate import f_beta_threshold
+from asgm.evaluate import expected_f_beta_threshold, f_beta_threshold
 from asgm.models import normalize_patches
 from asgm.patches import read_dataset
 from asgm.sampling import min_distance_between, spatial_blocks, spatial_split
@@ -160,11 +160,32 @@ def test_threshold_is_chosen_on_validation_only(trained):
     pred = pd.read_csv(model_dir / "predictions.csv")
     threshold = json.loads((model_dir / "threshold.json").read_text())
     val = pred[pred["split"] == "validation"]
-    assert threshold["threshold"] == pytest.approx(f_beta_threshold(val["label"], val["probability"])[0])
+    assert threshold["threshold"] == pytest.approx(expected_f_beta_threshold(val["probability"])[0])
+    assert threshold["f1"]["labels_threshold"] == pytest.approx(f_beta_threshold(val["label"], val["probability"])[0])
+    assert "expected F1" in threshold["chosen_by"]
     test = pred[pred["split"] == "test"]
     metrics = json.loads((model_dir / "metrics.json").read_text())
     assert metrics["test"]["tp"]["value"] == ((test["probability"] >= threshold["threshold"]) & (test["label"] == 1)).sum()
     assert metrics["patches"]["test"] == len(test)
+
+
+def test_thresholds_maximise_the_expected_f1_of_probabilities_and_the_labels_f1_of_mere_scores():
+    """Calibrated probabilities: the plug-in rule (the labels' maximum kept beside it); uncalibrated
+    scores (``calibration: none``) are no probabilities, so the labels' maximum decides, unless the caller
+    says the scores were calibrated before (the out-of-fold path)."""
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 120)
+    raw = np.clip(0.35 * y + rng.normal(0.3, 0.2, 120), 0.01, 0.99)
+    calibration, platt = train.calibrate_and_choose_thresholds(y, raw, TrainingConfig())
+    p = train.apply_calibration(calibration, raw)
+    assert platt["threshold"] == platt["f1"]["threshold"] == pytest.approx(expected_f_beta_threshold(p)[0])
+    assert platt["f0_5"]["threshold"] == pytest.approx(expected_f_beta_threshold(p, 0.5)[0])
+    assert platt["f1"]["labels_threshold"] == pytest.approx(f_beta_threshold(y, p)[0]) != pytest.approx(platt["threshold"])
+    assert platt["f1"]["validation_f1"] <= platt["f1"]["labels_validation_f1"]
+    _, plain = train.calibrate_and_choose_thresholds(y, raw, TrainingConfig(calibration="none"))
+    assert plain["threshold"] == pytest.approx(f_beta_threshold(y, raw)[0]) and "expected" not in plain["chosen_by"]
+    _, before = train.calibrate_and_choose_thresholds(y, raw, TrainingConfig(calibration="none"), calibrated=True)
+    assert before["threshold"] == pytest.approx(expected_f_beta_threshold(raw)[0])
 
 
 def test_rerun_with_same_settings_does_not_retrain(trained):

@@ -79,7 +79,7 @@ def predict_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--input_directory", required=True, type=Path, help="dataset directory (patches.npy, index.csv, dataset.json)")
     parser.add_argument("--output", required=True, type=Path, help="CSV to write")
     parser.add_argument("--operating_point", choices=OPERATING_POINTS, default="f1",
-                        help="which validation threshold decides `prediction`: f1 (maximum F1, the default), f0_5 (maximum F0.5: "
+                        help="which validation threshold decides `prediction`: f1 (maximum expected F1, the default), f0_5 (maximum expected F0.5: "
                              "fewer false alarms, more misses) or specificity (validation specificity >= training.min_specificity)")
     return parser.parse_args(argv)
 

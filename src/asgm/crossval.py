@@ -104,7 +104,7 @@ class CrossValidation:
 
     def metrics(self, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
         """Metrics over every out-of-fold prediction, at both operating points (``f1``: each fold's
-        maximum-F1 threshold; ``spec``: its threshold for validation specificity ≥ the recipe's
+        F1 threshold (``threshold.json``'s ``threshold``); ``spec``: its threshold for validation specificity ≥ the recipe's
         ``min_specificity``), with block-bootstrap 95 % intervals.
 
         Returns

@@ -271,7 +271,9 @@ def plot_confusion_matrix(table: pd.DataFrame, title: str = "") -> Figure:
 
 
 def plot_threshold_choice(y: np.ndarray, p: np.ndarray, thresholds: dict, title: str = "") -> Figure:
-    """F1, precision and recall against the threshold on the validation split, with the chosen thresholds."""
+    """F1, precision and recall against the threshold on the validation split, the F1 expected from the
+    probabilities themselves (what the plug-in rule maximises, see :func:`asgm.evaluate.expected_f_beta_threshold`),
+    and the chosen thresholds."""
     from sklearn.metrics import precision_recall_curve
 
     precision, recall, t = precision_recall_curve(y, p)
@@ -282,7 +284,12 @@ def plot_threshold_choice(y: np.ndarray, p: np.ndarray, thresholds: dict, title:
     ax.plot(t, precision, label="precision", color="#2ca02c")
     ax.plot(t, recall, label="recall", color="#ff7f0e")
     ax.plot(t, f1, label="F1", color="#1f77b4", linewidth=2)
-    styles = {"f1": ("#1f77b4", "max F1"), "f0_5": ("#9467bd", "max F0.5"), "specificity": ("#d62728", "specificity ≥ {:.2f}")}
+    expected = "expected" in str(thresholds.get("chosen_by", ""))
+    if expected:
+        scores = np.sort(np.asarray(p, float))[::-1]
+        ax.plot(scores, 2 * np.cumsum(scores) / (scores.sum() + np.arange(1, len(scores) + 1)), label="expected F1 (from the probabilities)",
+                color="#1f77b4", linestyle=":", linewidth=2)
+    styles = {"f1": ("#1f77b4", "max expected F1" if expected else "max F1"), "f0_5": ("#9467bd", "max expected F0.5" if expected else "max F0.5"), "specificity": ("#d62728", "specificity ≥ {:.2f}")}
     for key, (colour, label) in styles.items():
         if key in thresholds:
             value = thresholds[key]["threshold"]

@@ -4,7 +4,7 @@
 writes ``patch_id, probability, prediction`` (prediction: probability ≥ the saved threshold).
 The dataset must hold every channel the model was trained on, by name; extra channels are ignored.
 ``--operating_point`` picks which of the thresholds chosen on validation decides: ``f1`` (the
-default: maximum F1), ``f0_5`` (maximum F0.5: fewer false alarms) or ``specificity`` (the most
+default: maximum expected F1), ``f0_5`` (maximum expected F0.5: fewer false alarms) or ``specificity`` (the most
 sensitive threshold with validation specificity ≥ ``training.min_specificity``).
 """
 
