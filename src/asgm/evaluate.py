@@ -58,10 +58,23 @@ def f_beta_threshold(y: np.ndarray, p: np.ndarray, beta: float = 1.0) -> tuple[f
     return _centred(p, float(thresholds[best])), float(f[best])
 
 
+def expected_f_beta_curve(p: np.ndarray, beta: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """The F-beta expected at each threshold when ``p`` are calibrated probabilities, each patch
+    counting as ``p`` of a mine: the scores in decreasing order and the expected F-beta when every
+    patch down to that score is called a mine."""
+    p = np.asarray(p, float)
+    if p.ndim != 1 or not len(p) or not np.isfinite(p).all() or p.min() < 0 or p.max() > 1:
+        raise AsgmError(f"expected F-beta: needs a list of probabilities in [0, 1], got {p.size} values"
+                        + (f" from {np.nanmin(p):g} to {np.nanmax(p):g}" if p.size and not np.isnan(p).all() else ""))
+    scores = np.sort(p)[::-1]
+    b2 = beta * beta
+    return scores, (1 + b2) * np.cumsum(scores) / (b2 * scores.sum() + np.arange(1, len(scores) + 1))
+
+
 def expected_f_beta_threshold(p: np.ndarray, beta: float = 1.0) -> tuple[float, float]:
-    """Threshold that maximises the F-beta *expected* when ``p`` are calibrated probabilities: each
-    patch counts as ``p`` of a mine (the plug-in rule; Jansche 2007, Lipton et al. 2014 — for calibrated
-    scores the F1-optimal threshold is half the best F1).
+    """Threshold that maximises the F-beta *expected* when ``p`` are calibrated probabilities
+    (:func:`expected_f_beta_curve`; the plug-in rule, Jansche 2007, Lipton et al. 2014 — for
+    calibrated scores the F1-optimal threshold is half the best F1).
 
     On a validation split of about a hundred patches :func:`f_beta_threshold` follows the few labels
     around its maximum; this rule moves only with the calibration and the spread of the scores.
@@ -71,15 +84,10 @@ def expected_f_beta_threshold(p: np.ndarray, beta: float = 1.0) -> tuple[float, 
     threshold, expected_f_beta
         A patch is predicted a mine when its probability is >= ``threshold``.
     """
-    p = np.sort(np.asarray(p, float))[::-1]
-    if p.ndim != 1 or not len(p) or not np.isfinite(p).all() or p.min() < 0 or p.max() > 1:
-        raise AsgmError(f"expected F-beta threshold: needs probabilities in [0, 1], got {len(p)} values from {p.min() if len(p) else None} to {p.max() if len(p) else None}")
-    b2 = beta * beta
-    with np.errstate(invalid="ignore", divide="ignore"):
-        f = np.nan_to_num((1 + b2) * np.cumsum(p) / (b2 * p.sum() + np.arange(1, len(p) + 1)))
-    last_of_ties = np.append(p[1:] < p[:-1], True)  # a threshold takes every patch of equal score
+    scores, f = expected_f_beta_curve(p, beta)
+    last_of_ties = np.append(scores[1:] < scores[:-1], True)  # a threshold takes every patch of equal score
     best = int(np.flatnonzero(last_of_ties)[np.argmax(f[last_of_ties])])
-    return _centred(p, float(p[best])), float(f[best])
+    return _centred(scores, float(scores[best])), float(f[best])
 
 
 def _centred(p: np.ndarray, lowest_positive: float) -> float:

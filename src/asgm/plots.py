@@ -16,6 +16,7 @@ from matplotlib.patches import Patch
 
 from asgm.atomic import atomic_path
 from asgm.config import OSM_CHANNELS
+from asgm.evaluate import expected_f_beta_curve
 from asgm.patches import Dataset
 
 OSM_COLOURS = {"highway": "#f4d03f", "landuse": "#e67e22", "building": "#e74c3c", "aeroway": "#9b59b6", "waterway": "#3498db"}
@@ -286,10 +287,9 @@ def plot_threshold_choice(y: np.ndarray, p: np.ndarray, thresholds: dict, title:
     ax.plot(t, f1, label="F1", color="#1f77b4", linewidth=2)
     expected = "expected" in str(thresholds.get("chosen_by", ""))
     if expected:
-        scores = np.sort(np.asarray(p, float))[::-1]
-        ax.plot(scores, 2 * np.cumsum(scores) / (scores.sum() + np.arange(1, len(scores) + 1)), label="expected F1 (from the probabilities)",
-                color="#1f77b4", linestyle=":", linewidth=2)
-    styles = {"f1": ("#1f77b4", "max expected F1" if expected else "max F1"), "f0_5": ("#9467bd", "max expected F0.5" if expected else "max F0.5"), "specificity": ("#d62728", "specificity ≥ {:.2f}")}
+        ax.plot(*expected_f_beta_curve(p), label="expected F1 (from the probabilities)", color="#1f77b4", linestyle=":", linewidth=2)
+    kind = "expected " if expected else ""
+    styles = {"f1": ("#1f77b4", f"max {kind}F1"), "f0_5": ("#9467bd", f"max {kind}F0.5"), "specificity": ("#d62728", "specificity ≥ {:.2f}")}
     for key, (colour, label) in styles.items():
         if key in thresholds:
             value = thresholds[key]["threshold"]
