@@ -123,6 +123,12 @@ def fold_raw(cv: CrossValidation, tta: bool = False, dataset=None) -> list[pd.Da
     return frames
 
 
+def mean_raw(raws: list[list[pd.DataFrame]]) -> list[pd.DataFrame]:
+    """Each fold's raw outputs averaged over several trainings (:func:`fold_raw` of each): an ensemble
+    of them, as :func:`asgm.models.ensemble` averages its members."""
+    return [frame.assign(raw=np.mean([r[i]["raw"].to_numpy() for r in raws], axis=0)) for i, frame in enumerate(raws[0])]
+
+
 def row(name: str, cv: CrossValidation, seconds: float, n_boot: int, trusted: pd.Series) -> dict:
     """Metrics on all labels and (``agreed:`` keys) on the labels that agree with the reference."""
     p = cv.predictions
@@ -230,9 +236,10 @@ def main() -> None:
             cv = cross_validate(dataset, args.out / args.evaluation / name / f"seed{seed}", config, args.evaluation, k, args.fold_seed, progress=False,
                                 exclude=exclude)
             trained = cv.folds["seconds"].mean()
+            raw = fold_raw(cv)
             if config.thresholds_from == "validation":
-                cv = oof_from_folds(cv, fold_raw(cv), config)
-            runs.append((config, cv))
+                cv = oof_from_folds(cv, raw, config)
+            runs.append((config, cv, raw))
             label = name if args.seeds == 1 else f"{name} seed {seed}"
             rows.append(row(label, cv, trained, args.bootstrap, trusted))
             results[label] = cv
@@ -245,22 +252,18 @@ def main() -> None:
                 tta = oof_from_folds(cv, fold_raw(cv, tta=True, dataset=dataset), config)
                 rows.append(row(f"{label} +tta", tta, trained, args.bootstrap, trusted))
                 results[f"{label} +tta"] = tta
+        config, first, _ = runs[0]
+        raws = [raw for _, _, raw in runs]
         if args.seeds > 1:
-            config, first = runs[0]
-            raws = [fold_raw(cv) for _, cv in runs]
-            mean = [f.assign(raw=np.mean([r[i]["raw"].to_numpy() for r in raws], axis=0)) for i, f in enumerate(raws[0])]
             label = f"{name} x{args.seeds} seeds"
-            rows.append(row(label, oof_from_folds(first, mean, config), sum(r["train s/fold"] for r in rows if r["variant"].startswith(f"{name} seed")), args.bootstrap, trusted))
-            results[label] = oof_from_folds(first, mean, config)
+            results[label] = oof_from_folds(first, mean_raw(raws), config)
+            rows.append(row(label, results[label], sum(r["train s/fold"] for r in rows if r["variant"].startswith(f"{name} seed")), args.bootstrap, trusted))
         size = args.ensemble_of
         if size > 1 and args.seeds >= size:
-            config, first = runs[0]
-            raws = [fold_raw(cv) for _, cv in runs]
             spread = []
             for g in range(0, args.seeds - size + 1, size):
-                mean = [f.assign(raw=np.mean([r[i]["raw"].to_numpy() for r in raws[g:g + size]], axis=0)) for i, f in enumerate(raws[g])]
                 label = f"{name} ensemble of seeds {args.first_seed + g}-{args.first_seed + g + size - 1}"
-                results[label] = oof_from_folds(first, mean, config)
+                results[label] = oof_from_folds(first, mean_raw(raws[g:g + size]), config)
                 rows.append(row(label, results[label], trained, args.bootstrap, trusted))
                 spread.append(rows[-1])
             for point in ("f1", "spec"):

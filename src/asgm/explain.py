@@ -152,17 +152,17 @@ def occlusion_sensitivity(model: keras.Model, x: np.ndarray, fill: np.ndarray, w
     if not windows or any(not 1 <= window <= min(h, w) for window in windows) or stride < 1:
         raise AsgmError(f"occlusion windows {list(windows)} px and stride {stride} px must fit the {h} x {w} px patches")
     windows = sorted(windows)
-    squares = [(r, c, window) for window in windows for r in range(0, h - window + 1, stride) for c in range(0, w - window + 1, stride)]
+    squares = [(r, c, window, scale) for scale, window in enumerate(windows)
+               for r in range(0, h - window + 1, stride) for c in range(0, w - window + 1, stride)]
     base = predict_probabilities(model, x, batch_size)
     out = np.zeros((n, h, w), np.float32)
     for i in progress_bar(range(n), desc="occlusion", unit="patch", disable=not progress):
         occluded = np.repeat(np.asarray(x[i:i + 1], np.float32), len(squares), axis=0)
-        for k, (r, c, window) in enumerate(squares):
+        for k, (r, c, window, _) in enumerate(squares):
             occluded[k, r:r + window, c:c + window] = fill
         drop = base[i] - predict_probabilities(model, occluded, batch_size)
         total, count = np.zeros((len(windows), h, w), np.float32), np.zeros((len(windows), h, w), np.float32)
-        for k, (r, c, window) in enumerate(squares):
-            scale = windows.index(window)
+        for k, (r, c, window, scale) in enumerate(squares):
             total[scale, r:r + window, c:c + window] += drop[k]
             count[scale, r:r + window, c:c + window] += 1
         maps = total / np.maximum(count, 1)

@@ -35,6 +35,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from sklearn.metrics import fbeta_score
 
 from asgm import evaluate, plots
 from asgm.atomic import atomic_path, check_target, plain_name
@@ -472,8 +473,7 @@ def calibrate_and_choose_thresholds(y_val: np.ndarray, raw_val: np.ndarray, conf
     for name, beta in (("f1", 1.0), ("f0_5", 0.5)):
         by_labels, best = evaluate.f_beta_threshold(y_val, p, beta)
         threshold = evaluate.expected_f_beta_threshold(p, beta)[0] if probabilities else by_labels
-        c = evaluate.confusion_counts(y_val, p >= threshold)
-        realised = (1 + beta ** 2) * c["tp"] / max((1 + beta ** 2) * c["tp"] + beta ** 2 * c["fn"] + c["fp"], 1.0)
+        realised = float(fbeta_score(y_val, p >= threshold, beta=beta, zero_division=0.0))
         chosen[name] = {"threshold": threshold, f"validation_{name}": realised, "labels_threshold": by_labels, f"labels_validation_{name}": best}
     kind = (f"{config.calibration}-calibrated" if config.calibration != "none" else "calibrated")
     return calibration, {
