@@ -17,7 +17,9 @@ seeds (``xN``: the mean of N seeds' raw outputs, calibration and thresholds refi
 members differ only in their seeds — and reports how far their operating points differ).
 Every fold's calibration and thresholds are refitted from its raw outputs with today's rule
 (:func:`asgm.train.calibrate_and_choose_thresholds`), so models cached under an older rule are
-judged as a model trained today would be.
+judged as a model trained today would be. With several seeds and variants, each variant is
+compared with the first one seed by seed (:func:`asgm.evaluate.paired_difference`: the mean of the
+per-seed differences, one block-bootstrap draw shared by all seeds).
 
 Models are cached under models/benchmarks/real_amazon6/ (a rerun only trains what is missing).
 
@@ -84,10 +86,12 @@ VARIANTS = {
     # the upper bound a reference map gives: patches whose label Earth Genome's map contradicts
     # (asgm.labels' defaults) never trained or validated on (they stay in the test folds)
     "agreed": {**SINGLE, "train_on": "agreed"},
-    # a noise-robust loss: targets 0.1 / 0.9 instead of 0 / 1
-    "smoothing": {**SINGLE, "label_smoothing": 0.1},
     # ... and also the mine patches near which the map has mining only after the image (labels.mine_mapped_later)
     "agreed_strict": {**SINGLE, "train_on": "agreed_strict"},
+    # a noise-robust loss: targets 0.1 / 0.9 instead of 0 / 1
+    "smoothing": {**SINGLE, "label_smoothing": 0.1},
+    # a bounded loss: generalized cross-entropy with q = 0.7 (Zhang & Sabuncu 2018's choice)
+    "gce": {**SINGLE, "gce_q": 0.7},
     "thesis_cnn": {**SINGLE, "architecture": "thesis_cnn", "standardize": False, "learning_rate": 3e-4, "patience": 10,
                    "lr_patience": None, "calibration": "none", "augment": ("dihedral",)},
 }
@@ -175,14 +179,23 @@ def label_issue_agreement(cv: CrossValidation, audit: pd.DataFrame) -> str:
             f"recall {recall[0]:.2f} [{recall[1]:.2f}, {recall[2]:.2f}] ({by_label})")
 
 
-def paired(cv_a: CrossValidation, cv_b: CrossValidation, n_boot: int) -> pd.DataFrame:
-    """A − B on the same out-of-fold patches, ``spec`` operating point, block-bootstrap interval."""
+def paired(cvs_a: dict[int, CrossValidation], cvs_b: dict[int, CrossValidation], n_boot: int, point: str = "spec") -> pd.DataFrame:
+    """A − B on the same out-of-fold patches, paired by training seed (the same seed's runs of two
+    variants; :func:`asgm.evaluate.paired_difference`), at ``point``'s thresholds (``spec`` or
+    ``f1``), block-bootstrap interval."""
     runs = []
-    for cv in (cv_a, cv_b):
-        p = cv.predictions.sort_values("patch_id")
-        runs.append({0: evaluate.RunPredictions(p["patch_id"].to_numpy(), p["label"].to_numpy(), p["probability"].to_numpy(),
-                                                p["block"].to_numpy(), p["threshold_spec"].to_numpy())})
+    for cvs in (cvs_a, cvs_b):
+        seeded = {}
+        for seed, cv in cvs.items():
+            p = cv.predictions.sort_values("patch_id")
+            seeded[seed] = evaluate.RunPredictions(p["patch_id"].to_numpy(), p["label"].to_numpy(), p["probability"].to_numpy(),
+                                                   p["block"].to_numpy(), p[f"threshold_{point}"].to_numpy())
+        runs.append(seeded)
     return evaluate.paired_difference(runs[0], runs[1], n_boot, metrics=REPORTED)
+
+
+def difference_line(d: pd.DataFrame) -> str:
+    return ", ".join(f"{m} {d.loc[m, 'mean']:+.3f} [{d.loc[m, 'ci_low']:+.3f}, {d.loc[m, 'ci_high']:+.3f}]" for m in REPORTED)
 
 
 def cell(r: dict, point: str, metric: str) -> str:
@@ -223,7 +236,7 @@ def main() -> None:
     print(f"reference: {REFERENCE} — {int((~trusted).sum())} of {len(trusted)} labels conflict with it (asgm.labels defaults)", flush=True)
     k = SCHEMES[args.evaluation]
     print(f"REAL data: {DATA} — {args.evaluation} ({k} groups), {args.seeds} training seed(s) per variant", flush=True)
-    rows, results = [], {}
+    rows, results, by_seed = [], {}, {}
     for name in args.variants:
         runs = []
         for seed in range(args.first_seed, args.first_seed + args.seeds):
@@ -240,6 +253,7 @@ def main() -> None:
             if config.thresholds_from == "validation":
                 cv = oof_from_folds(cv, raw, config)
             runs.append((config, cv, raw))
+            by_seed.setdefault(name, {})[seed] = cv
             label = name if args.seeds == 1 else f"{name} seed {seed}"
             rows.append(row(label, cv, trained, args.bootstrap, trusted))
             results[label] = cv
@@ -287,12 +301,20 @@ def main() -> None:
     for name, cv in results.items():
         print(f"  {name}: {label_issue_agreement(cv, audit)}")
     names = list(results)
-    if len(names) > 1:
+    if args.seeds == 1 and len(names) > 1:
         print(f"\nPaired differences against {names[0]} (the same patches whose labels agree with the reference, spec operating point):")
         for name in names[1:]:
-            d = paired(agreed_only(results[name], trusted), agreed_only(results[names[0]], trusted), args.bootstrap)
-            print(f"  {name} − {names[0]}: " + ", ".join(f"{m} {d.loc[m, 'mean']:+.3f} [{d.loc[m, 'ci_low']:+.3f}, {d.loc[m, 'ci_high']:+.3f}]"
-                                                         for m in REPORTED))
+            d = paired({0: agreed_only(results[name], trusted)}, {0: agreed_only(results[names[0]], trusted)}, args.bootstrap)
+            print(f"  {name} − {names[0]}: {difference_line(d)}")
+    if args.seeds > 1 and len(args.variants) > 1:
+        base = args.variants[0]
+        print(f"\nPaired differences against {base}, seed by seed (seeds {args.first_seed}–{args.first_seed + args.seeds - 1}; mean of the "
+              "per-seed differences, joint block bootstrap), F1 threshold:")
+        for name in args.variants[1:]:
+            for labels, mask in (("agreed", trusted), ("date-agreeing", strict)):
+                d = paired({s: agreed_only(cv, mask) for s, cv in by_seed[name].items()},
+                           {s: agreed_only(cv, mask) for s, cv in by_seed[base].items()}, args.bootstrap, "f1")
+                print(f"  {name} − {base}, {labels} labels: {difference_line(d)}")
     for name, cv in results.items():
         per_fold = cv.per_fold(args.bootstrap)
         if args.evaluation == "regions":

@@ -176,6 +176,23 @@ def test_label_smoothing_reaches_the_loss():
     assert float(smooth.loss(y, p)) > 10 * float(plain.loss(y, p))  # a confident right answer still costs something
 
 
+def test_generalized_cross_entropy_is_bounded_and_tends_to_cross_entropy():
+    from asgm.backend import keras
+    from asgm.models import GeneralizedCrossEntropy, build_model
+
+    y, p = np.array([[1.0], [0.0], [1.0], [0.0]]), np.array([[0.9], [0.2], [1e-6], [0.999999]])
+    cross_entropy = keras.losses.BinaryCrossentropy()
+    assert float(GeneralizedCrossEntropy(1e-4)(y, p)) == pytest.approx(float(cross_entropy(y, p)), rel=1e-3)
+    gce = GeneralizedCrossEntropy(0.7)
+    wrong = float(gce(y[2:], p[2:]))  # two confidently wrong labels
+    assert wrong <= 1 / 0.7 + 1e-6 and float(cross_entropy(y[2:], p[2:])) > 8 * wrong
+    right = float(gce(y[:1], p[:1]))
+    assert right == pytest.approx((1 - 0.9 ** 0.7) / 0.7, rel=1e-5)
+    model = build_model("thesis_cnn", (16, 16, 3), gce_q=0.7)
+    assert isinstance(model.loss, GeneralizedCrossEntropy) and model.loss.q == pytest.approx(0.7)
+    assert isinstance(build_model("thesis_cnn", (16, 16, 3)).loss, keras.losses.BinaryCrossentropy)
+
+
 def test_config_rejects_bad_recipe_values(tmp_path):
     from asgm.config import load_training
 
@@ -183,7 +200,7 @@ def test_config_rejects_bad_recipe_values(tmp_path):
                       ("calibration: beta\n", "training.calibration"), ("lr_factor: 2\n", "training.lr_factor"),
                       ("mine_min_open_ha: -1\n", "training.mine_min_open_ha"), ("label_noise: forget\n", "training.label_noise"),
                       ("thresholds_from: test\n", "training.thresholds_from"), ("label_folds: 1\n", "training.label_folds"),
-                      ("label_smoothing: 0.5\n", "training.label_smoothing")):
+                      ("label_smoothing: 0.5\n", "training.label_smoothing"), ("gce_q: 1.5\n", "training.gce_q")):
         path = tmp_path / "t.yaml"
         path.write_text(text)
         with pytest.raises(ConfigError, match=key.replace(".", r"\.")):

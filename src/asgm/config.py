@@ -249,6 +249,10 @@ class TrainingConfig:
     #: Binary cross-entropy against targets pulled this far towards 0.5 (label smoothing, a loss
     #: that trusts each label less); 0: the plain loss.
     label_smoothing: float = 0.0
+    #: Generalized cross-entropy (Zhang & Sabuncu 2018) with this exponent q instead of
+    #: cross-entropy: the loss ``(1 - p ** q) / q`` of the probability p given to the patch's label
+    #: is bounded, so a patch whose label is wrong weighs less in training; 0: cross-entropy.
+    gce_q: float = 0.0
     #: Label noise: ``prune`` finds the training and validation patches whose label is unlikely
     #: (confident learning, ``cleanlab``, on out-of-fold predictions of a spatial
     #: ``label_folds``-fold cross-validation of one model of the recipe over them) and leaves them
@@ -832,6 +836,8 @@ def _validate_training(t: TrainingConfig, src: Path | None) -> None:
         raise ConfigError("training.thresholds_from", f"unknown evidence {t.thresholds_from!r}", "give validation or out_of_fold", src)
     if not 0 <= t.label_smoothing < 0.5:
         raise ConfigError("training.label_smoothing", f"{t.label_smoothing} is not in [0, 0.5)", "give e.g. 0.1, or 0 for the plain loss", src)
+    if not 0 <= t.gce_q <= 1:
+        raise ConfigError("training.gce_q", f"{t.gce_q} is not in [0, 1]", "give e.g. 0.7, or 0 for cross-entropy", src)
     if t.label_folds < 2:
         raise ConfigError("training.label_folds", "must be at least 2", "give e.g. 3", src)
     for name in ("patience", "lr_patience"):

@@ -317,9 +317,30 @@ def _copy_layer(layer: layers.Layer, x):
     return out
 
 
+@keras.saving.register_keras_serializable(package="asgm")
+class GeneralizedCrossEntropy(keras.losses.Loss):
+    """Generalized cross-entropy (Zhang & Sabuncu 2018), ``(1 - p_y ** q) / q`` for the probability
+    ``p_y`` the model gives the patch's label: cross-entropy as q → 0, the bounded mean absolute
+    error at q = 1. Bounded, so a patch whose label is wrong cannot dominate the gradient the way
+    cross-entropy lets it; soft targets (label smoothing) weigh the two classes' terms."""
+
+    def __init__(self, q: float = 0.7, label_smoothing: float = 0.0, name: str = "generalized_cross_entropy", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.q, self.label_smoothing = float(q), float(label_smoothing)
+
+    def call(self, y_true, y_pred):
+        y = keras.ops.cast(y_true, y_pred.dtype) * (1 - self.label_smoothing) + 0.5 * self.label_smoothing
+        p = keras.ops.clip(y_pred, keras.config.epsilon(), 1 - keras.config.epsilon())
+        loss = y * (1 - p ** self.q) + (1 - y) * (1 - (1 - p) ** self.q)
+        return keras.ops.mean(loss / self.q, axis=-1)
+
+    def get_config(self):
+        return {**super().get_config(), "q": self.q, "label_smoothing": self.label_smoothing}
+
+
 def build_model(architecture: str, shape: tuple[int, int, int], statistics=None, learning_rate: float = 3e-4,
-                label_smoothing: float = 0.0) -> keras.Model:
-    """A compiled model: Adam, binary cross-entropy, PR-AUC and ROC-AUC as metrics.
+                label_smoothing: float = 0.0, gce_q: float = 0.0) -> keras.Model:
+    """A compiled model: Adam, binary cross-entropy (or its generalisation), PR-AUC and ROC-AUC as metrics.
 
     Parameters
     ----------
@@ -333,11 +354,15 @@ def build_model(architecture: str, shape: tuple[int, int, int], statistics=None,
         Adam's learning rate.
     label_smoothing
         Targets pulled this far towards 0.5 (a loss that trusts each label less, as noisy labels deserve).
+    gce_q
+        Above 0: :class:`GeneralizedCrossEntropy` with this exponent instead of cross-entropy.
     """
     if architecture not in ARCHITECTURES:
         raise AsgmError(f"unknown architecture {architecture!r}; choose one of {', '.join(ARCHITECTURES)} (training.architecture)")
     model = ARCHITECTURES[architecture](shape, statistics)
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=keras.losses.BinaryCrossentropy(label_smoothing=label_smoothing),
+    loss = (GeneralizedCrossEntropy(gce_q, label_smoothing) if gce_q > 0
+            else keras.losses.BinaryCrossentropy(label_smoothing=label_smoothing))
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss,
                   metrics=[keras.metrics.AUC(curve="PR", name="pr_auc"), keras.metrics.AUC(name="roc_auc")])
     # Without a distribution strategy Keras creates Adam's slots while tracing the first train step,
     # and a tf.function that creates variables is traced twice; built here, it is traced once.

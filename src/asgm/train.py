@@ -237,7 +237,7 @@ def _fit_member(x, y, targets, split, config: TrainingConfig, channels, member: 
     val = split == "validation"
     train_rows = np.flatnonzero(split == "train")[bagging_sample(int((split == "train").sum()), config.bagging, seed)]
     statistics = band_statistics(x[train_rows], channels) if config.standardize else None
-    model = build_model(config.architecture, x.shape[1:], statistics, config.learning_rate, config.label_smoothing)
+    model = build_model(config.architecture, x.shape[1:], statistics, config.learning_rate, config.label_smoothing, config.gce_q)
     weights = np.ones(len(train_rows))
     if config.class_weights:
         cw = class_weights(y[train_rows])
