@@ -299,7 +299,7 @@ def test_pruning_label_issues_finds_planted_flips_and_beats_training_on_them(tmp
     assert (pred.loc[flags, "split"] == "excluded").all()
     assert scores["prune"] < 0.7 * scores[None], scores
     thresholds = json.loads((model_dir / "threshold.json").read_text())
-    assert "out-of-fold" in thresholds["chosen_by"] and thresholds["evidence"]["patches"] == int((seen & ~flags).sum())
+    assert "out-of-fold" in thresholds["chosen_by"] and thresholds["chosen_on"] == "out_of_fold" and thresholds["evidence"]["patches"] == int((seen & ~flags).sum())
     assert "validation" in thresholds  # the validation split's own thresholds are kept beside
     stamp = (tmp_path / "models" / "noise_prune_labelfold0" / "model.keras").stat().st_mtime_ns
     train.train_experiment(data, tmp_path / "models", "noise_prune", config, progress=False)

@@ -162,7 +162,7 @@ def test_threshold_is_chosen_on_validation_only(trained):
     val = pred[pred["split"] == "validation"]
     assert threshold["threshold"] == pytest.approx(expected_f_beta_threshold(val["probability"])[0])
     assert threshold["f1"]["labels_threshold"] == pytest.approx(f_beta_threshold(val["label"], val["probability"])[0])
-    assert "expected F1" in threshold["chosen_by"]
+    assert "expected F1" in threshold["chosen_by"] and threshold["rule"] == "expected" and threshold["chosen_on"] == "validation"
     test = pred[pred["split"] == "test"]
     metrics = json.loads((model_dir / "metrics.json").read_text())
     assert metrics["test"]["tp"]["value"] == ((test["probability"] >= threshold["threshold"]) & (test["label"] == 1)).sum()
@@ -183,7 +183,7 @@ def test_thresholds_maximise_the_expected_f1_of_probabilities_and_the_labels_f1_
     assert platt["f1"]["labels_threshold"] == pytest.approx(f_beta_threshold(y, p)[0]) != pytest.approx(platt["threshold"])
     assert platt["f1"]["validation_f1"] <= platt["f1"]["labels_validation_f1"]
     _, plain = train.calibrate_and_choose_thresholds(y, raw, TrainingConfig(calibration="none"))
-    assert plain["threshold"] == pytest.approx(f_beta_threshold(y, raw)[0]) and "expected" not in plain["chosen_by"]
+    assert plain["threshold"] == pytest.approx(f_beta_threshold(y, raw)[0]) and "expected" not in plain["chosen_by"] and plain["rule"] == "labels"
     _, before = train.calibrate_and_choose_thresholds(y, raw, TrainingConfig(calibration="none"), calibrated=True)
     assert before["threshold"] == pytest.approx(expected_f_beta_threshold(raw)[0])
 

@@ -285,7 +285,7 @@ def plot_threshold_choice(y: np.ndarray, p: np.ndarray, thresholds: dict, title:
     ax.plot(t, precision, label="precision", color="#2ca02c")
     ax.plot(t, recall, label="recall", color="#ff7f0e")
     ax.plot(t, f1, label="F1", color="#1f77b4", linewidth=2)
-    expected = "expected" in str(thresholds.get("chosen_by", ""))
+    expected = thresholds.get("rule") == "expected"
     if expected:
         ax.plot(*expected_f_beta_curve(p), label="expected F1 (from the probabilities)", color="#1f77b4", linestyle=":", linewidth=2)
     kind = "expected " if expected else ""

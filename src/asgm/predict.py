@@ -178,7 +178,7 @@ def threshold_trust(thresholds: dict, operating_point: str) -> str | None:
     if not isinstance(evidence, dict) or key not in evidence:
         return None
     sens, spec = evidence[key]["sensitivity"], evidence[key]["specificity"]
-    source = "out-of-fold predictions of the training patches" if "out-of-fold" in str(thresholds.get("chosen_by", "")) else "the validation patches"
+    source = "out-of-fold predictions of the training patches" if thresholds.get("chosen_on") == "out_of_fold" else "the validation patches"
     return (f"  the threshold was chosen on {evidence['patches']} patches ({evidence['mines']} mines; {source}): there it found "
             f"{sens[0]:.0%} of the mines [95 % interval {sens[1]:.0%}–{sens[2]:.0%}] at specificity {spec[0]:.0%} [{spec[1]:.0%}–{spec[2]:.0%}]. "
             "Expect less in a region unlike the training data.")

@@ -353,6 +353,7 @@ def train_experiment(dataset: Dataset | str | Path, output_directory: str | Path
         _, pooled = calibrate_and_choose_thresholds(y[trusted], out_of_fold[trusted], dataclasses.replace(config, calibration="none"),
                                                     calibrated=config.calibration != "none")
         pooled["chosen_by"] = pooled["chosen_by"].replace("the validation split", f"the out-of-fold predictions of {trusted.sum()} training and validation patches")
+        pooled["chosen_on"] = "out_of_fold"
         if config.thresholds_from == "out_of_fold":
             thresholds, evidence, scores = pooled | {"validation": thresholds}, trusted, out_of_fold
         else:
@@ -465,7 +466,8 @@ def calibrate_and_choose_thresholds(y_val: np.ndarray, raw_val: np.ndarray, conf
     (:func:`asgm.evaluate.expected_f_beta_threshold`) rather than over the few validation labels
     near the maximum: on about a hundred validation patches the labels' own maximum moves the
     operating point with the sample (benchmarks/README.md, issue 31). The labels' maximum is kept
-    as ``labels_threshold``."""
+    as ``labels_threshold``. ``rule`` says which maximum (``expected`` or ``labels``) and
+    ``chosen_on`` which patches (``validation``; ``out_of_fold`` when the caller pools them)."""
     calibration = fit_calibration(y_val, raw_val, config.calibration)
     p = apply_calibration(calibration, raw_val)
     probabilities = calibrated or config.calibration != "none"
@@ -480,6 +482,8 @@ def calibrate_and_choose_thresholds(y_val: np.ndarray, raw_val: np.ndarray, conf
         "threshold": chosen["f1"]["threshold"],
         "chosen_by": (f"maximum expected F1 of the {kind} probabilities of the validation split (the plug-in rule)" if probabilities
                       else "maximum F1 on the validation split"),
+        "rule": "expected" if probabilities else "labels",
+        "chosen_on": "validation",
         **chosen,
         "specificity": {"threshold": evaluate.specificity_threshold(y_val, p, config.min_specificity), "min_specificity": config.min_specificity},
     }
