@@ -188,6 +188,8 @@ def test_generalized_cross_entropy_is_bounded_and_tends_to_cross_entropy():
     assert wrong <= 1 / 0.7 + 1e-6 and float(cross_entropy(y[2:], p[2:])) > 8 * wrong
     right = float(gce(y[:1], p[:1]))
     assert right == pytest.approx((1 - 0.9 ** 0.7) / 0.7, rel=1e-5)
+    flat = np.array([1.0, 0.0, 1.0, 0.0])  # labels as training feeds them, beside (n, 1) outputs
+    assert float(gce(flat, p)) == pytest.approx(float(gce(y, p)))
     model = build_model("thesis_cnn", (16, 16, 3), gce_q=0.7)
     assert isinstance(model.loss, GeneralizedCrossEntropy) and model.loss.q == pytest.approx(0.7)
     assert isinstance(build_model("thesis_cnn", (16, 16, 3)).loss, keras.losses.BinaryCrossentropy)

@@ -329,7 +329,8 @@ class GeneralizedCrossEntropy(keras.losses.Loss):
         self.q, self.label_smoothing = float(q), float(label_smoothing)
 
     def call(self, y_true, y_pred):
-        y = keras.ops.cast(y_true, y_pred.dtype) * (1 - self.label_smoothing) + 0.5 * self.label_smoothing
+        # labels arrive as (n,) beside (n, 1) outputs: broadcasting them would pair every label with every output
+        y = keras.ops.reshape(keras.ops.cast(y_true, y_pred.dtype), keras.ops.shape(y_pred)) * (1 - self.label_smoothing) + 0.5 * self.label_smoothing
         p = keras.ops.clip(y_pred, keras.config.epsilon(), 1 - keras.config.epsilon())
         loss = y * (1 - p ** self.q) + (1 - y) * (1 - (1 - p) ** self.q)
         return keras.ops.mean(loss / self.q, axis=-1)
