@@ -1,5 +1,7 @@
 """Spatial split, augmentation, normalisation, training, the model directory and the CLIs."""
 
+import dataclasses
+import hashlib
 import json
 
 import numpy as np
@@ -7,6 +9,7 @@ import pandas as pd
 import pytest
 
 from asgm import predict, train
+from asgm.backend import keras
 from asgm.augment import dihedral
 from asgm.config import TrainingConfig, load_training
 from asgm.errors import AsgmError, ConfigError, InputFileError
@@ -195,6 +198,16 @@ def test_rerun_with_same_settings_does_not_retrain(trained):
     config = TrainingConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()})
     assert train.train_experiment(data, model_dir.parent, "toy", config) == model_dir
     assert (model_dir / "model.keras").stat().st_mtime_ns == before
+
+
+def test_a_setting_added_later_keeps_older_models_valid_while_off():
+    """A model saved before ``gce_q`` existed was trained exactly as one with ``gce_q: 0`` is: its
+    key must not change (or every cached model retrains), while switching the setting on must."""
+    before = {k: v for k, v in dataclasses.asdict(TrainingConfig()).items() if k not in train.ADDED_SETTINGS_OFF}
+    settings = json.dumps(before, sort_keys=True, default=str)
+    old_key = hashlib.sha256(f"fp|{settings}||keras {keras.__version__}|format {train.MODEL_FORMAT}".encode()).hexdigest()[:16]
+    assert train._training_key("fp", TrainingConfig()) == old_key
+    assert train._training_key("fp", TrainingConfig(gce_q=0.7)) != old_key
 
 
 def test_predict_cli_round_trip(trained, tmp_path):

@@ -212,8 +212,14 @@ def split_summary(dataset: Dataset, split: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows).T
 
 
+#: Settings added after the first models were saved, left out of the training key at their "off"
+#: value: training is the same as before they existed, so those models stay valid (not retrained).
+ADDED_SETTINGS_OFF = {"gce_q": 0.0}
+
+
 def _training_key(fingerprint: str, config: TrainingConfig, split: pd.DataFrame | None = None) -> str:
-    settings = json.dumps(dataclasses.asdict(config), sort_keys=True, default=str)
+    fields = {k: v for k, v in dataclasses.asdict(config).items() if not (k in ADDED_SETTINGS_OFF and v == ADDED_SETTINGS_OFF[k])}
+    settings = json.dumps(fields, sort_keys=True, default=str)
     given = "" if split is None else hashlib.sha256(pd.util.hash_pandas_object(split[["split", "block"]], index=False).to_numpy().tobytes()).hexdigest()
     return hashlib.sha256(f"{fingerprint}|{settings}|{given}|keras {keras.__version__}|format {MODEL_FORMAT}".encode()).hexdigest()[:16]
 
