@@ -144,3 +144,12 @@ def test_ranking_metrics_equal_scikit_learn_with_ties_and_bootstrap_weights():
         roc, ap = ranking_metrics(y, p, w)
         assert roc == pytest.approx(roc_auc_score(y, p, sample_weight=w), abs=1e-12), case
         assert ap == pytest.approx(average_precision_score(y, p, sample_weight=w), abs=1e-12), case
+
+
+def test_threshold_rule_reads_the_fields_and_older_files_text():
+    from asgm.evaluate import threshold_rule
+
+    assert threshold_rule({"rule": "labels", "chosen_on": "out_of_fold", "chosen_by": "maximum expected F1"}) == ("labels", "out_of_fold")
+    older = "maximum expected F1 of the platt-calibrated probabilities of the out-of-fold predictions of 500 training and validation patches"
+    assert threshold_rule({"chosen_by": older}) == ("expected", "out_of_fold")
+    assert threshold_rule({"chosen_by": "maximum F1 on the validation split"}) == ("labels", "validation")

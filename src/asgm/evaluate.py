@@ -90,6 +90,15 @@ def expected_f_beta_threshold(p: np.ndarray, beta: float = 1.0) -> tuple[float, 
     return _centred(scores, float(scores[best])), float(f[best])
 
 
+def threshold_rule(thresholds: dict) -> tuple[str, str]:
+    """How a ``threshold.json`` chose its F1 threshold, ``(rule, chosen_on)``: ``expected`` (the
+    plug-in rule) or ``labels`` (the validation labels' maximum), on ``validation`` or
+    ``out_of_fold`` predictions. Files written before these fields existed say it in ``chosen_by``."""
+    text = str(thresholds.get("chosen_by", ""))
+    return (thresholds.get("rule", "expected" if "expected" in text else "labels"),
+            thresholds.get("chosen_on", "out_of_fold" if "out-of-fold" in text else "validation"))
+
+
 def _centred(p: np.ndarray, lowest_positive: float) -> float:
     """Every threshold in (largest score below ``lowest_positive``, ``lowest_positive``] gives the same
     validation predictions; return the middle of that interval rather than its edge, so a test

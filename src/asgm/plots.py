@@ -16,7 +16,7 @@ from matplotlib.patches import Patch
 
 from asgm.atomic import atomic_path
 from asgm.config import OSM_CHANNELS
-from asgm.evaluate import expected_f_beta_curve
+from asgm.evaluate import expected_f_beta_curve, threshold_rule
 from asgm.patches import Dataset
 
 OSM_COLOURS = {"highway": "#f4d03f", "landuse": "#e67e22", "building": "#e74c3c", "aeroway": "#9b59b6", "waterway": "#3498db"}
@@ -285,7 +285,7 @@ def plot_threshold_choice(y: np.ndarray, p: np.ndarray, thresholds: dict, title:
     ax.plot(t, precision, label="precision", color="#2ca02c")
     ax.plot(t, recall, label="recall", color="#ff7f0e")
     ax.plot(t, f1, label="F1", color="#1f77b4", linewidth=2)
-    expected = thresholds.get("rule") == "expected"
+    expected = threshold_rule(thresholds)[0] == "expected"
     if expected:
         ax.plot(*expected_f_beta_curve(p), label="expected F1 (from the probabilities)", color="#1f77b4", linestyle=":", linewidth=2)
     kind = "expected " if expected else ""

@@ -29,6 +29,7 @@ from asgm.atomic import atomic_path, check_target
 from asgm.backend import keras
 from asgm.calibrate import apply_calibration
 from asgm.errors import AsgmError, AsgmWarning, InputFileError, read_json_object
+from asgm.evaluate import threshold_rule
 from asgm.models import normalize_patches, predict_probabilities
 from asgm.patches import Dataset, read_dataset
 from asgm.progress import progress_bar
@@ -178,7 +179,7 @@ def threshold_trust(thresholds: dict, operating_point: str) -> str | None:
     if not isinstance(evidence, dict) or key not in evidence:
         return None
     sens, spec = evidence[key]["sensitivity"], evidence[key]["specificity"]
-    source = "out-of-fold predictions of the training patches" if thresholds.get("chosen_on") == "out_of_fold" else "the validation patches"
+    source = "out-of-fold predictions of the training patches" if threshold_rule(thresholds)[1] == "out_of_fold" else "the validation patches"
     return (f"  the threshold was chosen on {evidence['patches']} patches ({evidence['mines']} mines; {source}): there it found "
             f"{sens[0]:.0%} of the mines [95 % interval {sens[1]:.0%}–{sens[2]:.0%}] at specificity {spec[0]:.0%} [{spec[1]:.0%}–{spec[2]:.0%}]. "
             "Expect less in a region unlike the training data.")
