@@ -221,7 +221,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=1, help="training seeds per variant (the folds stay the same)")
     parser.add_argument("--first-seed", type=int, default=0, help="train seeds first-seed … first-seed + seeds - 1")
     parser.add_argument("--fold-seed", type=int, default=0)
-    parser.add_argument("--ensemble-of", type=int, default=0, help="also group the seeds into ensembles of this many (their mean raw output)")
+    parser.add_argument("--ensemble-of", type=int, default=0, help="also group the seeds into ensembles of this many (their mean raw output; needs two groups or more)")
     parser.add_argument("--tta", action="store_true", help="also report each variant with test-time augmentation")
     parser.add_argument("--bootstrap", type=int, default=1000)
     parser.add_argument("--out", type=Path, default=ROOT / "models" / "benchmarks" / "real_amazon6")
@@ -273,7 +273,7 @@ def main() -> None:
             results[label] = oof_from_folds(first, mean_raw(raws), config)
             rows.append(row(label, results[label], sum(r["train s/fold"] for r in rows if r["variant"].startswith(f"{name} seed")), args.bootstrap, trusted))
         size = args.ensemble_of
-        if size > 1 and args.seeds >= size:
+        if size > 1 and args.seeds >= 2 * size:  # one group would be the xN row again
             spread = []
             for g in range(0, args.seeds - size + 1, size):
                 label = f"{name} ensemble of seeds {args.first_seed + g}-{args.first_seed + g + size - 1}"
