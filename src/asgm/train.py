@@ -357,9 +357,7 @@ def train_experiment(dataset: Dataset | str | Path, output_directory: str | Path
     if out_of_fold is not None:
         trusted = ~np.isnan(out_of_fold) & ~flagged
         _, pooled = calibrate_and_choose_thresholds(y[trusted], out_of_fold[trusted], dataclasses.replace(config, calibration="none"),
-                                                    calibrated=config.calibration != "none")
-        pooled["chosen_by"] = pooled["chosen_by"].replace("the validation split", f"the out-of-fold predictions of {trusted.sum()} training and validation patches")
-        pooled["chosen_on"] = "out_of_fold"
+                                                    calibrated=config.calibration != "none", chosen_on="out_of_fold")
         if config.thresholds_from == "out_of_fold":
             thresholds, evidence, scores = pooled | {"validation": thresholds}, trusted, out_of_fold
         else:
@@ -462,7 +460,7 @@ def threshold_evidence(y: np.ndarray, p: np.ndarray, threshold: float, strict_th
 
 
 def calibrate_and_choose_thresholds(y_val: np.ndarray, raw_val: np.ndarray, config: TrainingConfig,
-                                    calibrated: bool = False) -> tuple[dict, dict]:
+                                    calibrated: bool = False, chosen_on: str = "validation") -> tuple[dict, dict]:
     """The calibration fitted on the validation labels and raw outputs (``calibration.json``) and the
     thresholds chosen on the calibrated validation probabilities (``threshold.json``: maximum F1 —
     the model's —, maximum F0.5, and the most sensitive with specificity ≥ ``min_specificity``).
@@ -473,7 +471,8 @@ def calibrate_and_choose_thresholds(y_val: np.ndarray, raw_val: np.ndarray, conf
     near the maximum: on about a hundred validation patches the labels' own maximum moves the
     operating point with the sample (benchmarks/README.md, issue 31). The labels' maximum is kept
     as ``labels_threshold``. ``rule`` says which maximum (``expected`` or ``labels``) and
-    ``chosen_on`` which patches (``validation``; ``out_of_fold`` when the caller pools them)."""
+    ``chosen_on`` which patches: ``validation``, or ``out_of_fold`` when the caller passes the
+    out-of-fold predictions of the training and validation patches."""
     calibration = fit_calibration(y_val, raw_val, config.calibration)
     p = apply_calibration(calibration, raw_val)
     probabilities = calibrated or config.calibration != "none"
@@ -484,12 +483,13 @@ def calibrate_and_choose_thresholds(y_val: np.ndarray, raw_val: np.ndarray, conf
         realised = float(fbeta_score(y_val, p >= threshold, beta=beta, zero_division=0.0))
         chosen[name] = {"threshold": threshold, f"validation_{name}": realised, "labels_threshold": by_labels, f"labels_validation_{name}": best}
     kind = (f"{config.calibration}-calibrated" if config.calibration != "none" else "calibrated")
+    source = "the validation split" if chosen_on == "validation" else f"the out-of-fold predictions of {len(y_val)} training and validation patches"
     return calibration, {
         "threshold": chosen["f1"]["threshold"],
-        "chosen_by": (f"maximum expected F1 of the {kind} probabilities of the validation split (the plug-in rule)" if probabilities
-                      else "maximum F1 on the validation split"),
+        "chosen_by": (f"maximum expected F1 of the {kind} probabilities of {source} (the plug-in rule)" if probabilities
+                      else f"maximum F1 on {source}"),
         "rule": "expected" if probabilities else "labels",
-        "chosen_on": "validation",
+        "chosen_on": chosen_on,
         **chosen,
         "specificity": {"threshold": evaluate.specificity_threshold(y_val, p, config.min_specificity), "min_specificity": config.min_specificity},
     }
