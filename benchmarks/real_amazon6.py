@@ -100,6 +100,16 @@ SCHEMES = {"kfold": 5, "regions": 6}
 REPORTED = ("roc_auc", "average_precision", "sensitivity", "specificity")
 
 
+def reference_masks(dataset) -> tuple[pd.DataFrame, pd.Series, pd.Series]:
+    """The audit of the real set against Earth Genome's footprints (``asgm.labels``' defaults) and two
+    masks by ``patch_id``: the labels that agree with it, and those that also agree with its dates
+    (``labels.mine_mapped_later``)."""
+    footprints = read_reference(REFERENCE)
+    audit = audit_labels(dataset, footprints, progress=False)
+    strict = agreed(audit_labels(dataset, footprints, LabelsConfig(mine_mapped_later=True), progress=False))
+    return audit, agreed(audit), strict
+
+
 def oof_from_folds(cv: CrossValidation, raw_by_fold: list[pd.DataFrame], config: TrainingConfig) -> CrossValidation:
     """Out-of-fold predictions from each fold's raw outputs over all patches (``patch_id, split,
     block, label, raw``): calibration and thresholds refitted on the fold's validation split."""
@@ -229,10 +239,7 @@ def main() -> None:
     if not (DATA / "patches.npy").is_file():
         raise SystemExit(f"real data not found at {DATA}: this benchmark needs ../shared/data (or ASGM_REFERENCE_DATA)")
     dataset = read_dataset(DATA)
-    footprints = read_reference(REFERENCE)
-    audit = audit_labels(dataset, footprints, progress=False)
-    trusted = agreed(audit)
-    strict = agreed(audit_labels(dataset, footprints, LabelsConfig(mine_mapped_later=True), progress=False))
+    audit, trusted, strict = reference_masks(dataset)
     print(f"reference: {REFERENCE} — {int((~trusted).sum())} of {len(trusted)} labels conflict with it (asgm.labels defaults)", flush=True)
     k = SCHEMES[args.evaluation]
     print(f"REAL data: {DATA} — {args.evaluation} ({k} groups), {args.seeds} training seed(s) per variant", flush=True)

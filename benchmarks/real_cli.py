@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -39,30 +38,20 @@ import numpy as np
 import pandas as pd
 
 from asgm.atomic import atomic_path
-from asgm.config import LabelsConfig
 from asgm.crossval import fold_splits
 from asgm.evaluate import block_bootstrap
-from asgm.labels import agreed, audit_labels, read_reference
-from asgm.patches import Dataset, read_dataset
+from asgm.patches import Dataset, read_dataset, write_subset
+from real_amazon6 import DATA, REFERENCE, ROOT, reference_masks  # a sibling script: run as python benchmarks/real_cli.py
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("ASGM_REFERENCE_DATA", ROOT.parent / "shared" / "data")) / "amazon-s2-6band"
-REFERENCE = DATA.parent / "reference" / "amw"
 REGIONS = 6
 
 
-def write_subset(dataset: Dataset, rows: np.ndarray, path: Path) -> Path:
+def subset_directory(dataset: Dataset, rows: np.ndarray, path: Path) -> Path:
     """The patches ``rows`` of ``dataset`` as a dataset directory (kept when already written)."""
-    if (path / "dataset.json").is_file():
-        return path
-    index = dataset.index.iloc[rows].reset_index(drop=True)
-    meta = {k: v for k, v in dataset.meta.items() if k != "build_key"} | {
-        "n_patches": len(rows), "n_positive": int(index["label"].sum()), "subset_of": str(dataset.path)}
-    with atomic_path(path, marker="dataset.json", what="dataset directory") as tmp:
-        tmp.mkdir()
-        np.save(tmp / "patches.npy", np.asarray(dataset.patches[rows]))
-        index.to_csv(tmp / "index.csv", index=False, float_format="%.7f")
-        (tmp / "dataset.json").write_text(json.dumps(meta, indent=2, default=str), encoding="utf-8")
+    if not (path / "dataset.json").is_file():
+        with atomic_path(path, marker="dataset.json", what="dataset directory") as tmp:
+            tmp.mkdir()
+            write_subset(dataset, rows, tmp, meta={"subset_of": str(dataset.path)})
     return path
 
 
@@ -76,8 +65,8 @@ def region_predictions(dataset: Dataset, region: int, split: pd.DataFrame, seed:
     """Train on the other regions with the CLI and predict the held-out one; its predictions with
     the saved threshold."""
     base = out / "data" / f"region{region}"
-    training = write_subset(dataset, np.flatnonzero(split["split"].isin(["train", "validation"]).to_numpy()), base / "training")
-    held_out = write_subset(dataset, np.flatnonzero((split["split"] == "test").to_numpy()), base / "held_out")
+    training = subset_directory(dataset, np.flatnonzero(split["split"].isin(["train", "validation"]).to_numpy()), base / "training")
+    held_out = subset_directory(dataset, np.flatnonzero((split["split"] == "test").to_numpy()), base / "held_out")
     if audited:
         audited_dir = base / "training_audited"
         run("asgm.labels", "--input_directory", str(training), "--reference", str(REFERENCE), "--output_directory", str(audited_dir))
@@ -109,10 +98,8 @@ def main() -> None:
         raise SystemExit(f"real data not found at {DATA}: this benchmark needs ../shared/data (or ASGM_REFERENCE_DATA)")
     dataset = read_dataset(DATA)
     groups, splits = fold_splits(dataset, "regions", REGIONS, seed=0)
-    footprints = read_reference(REFERENCE)
-    labels = {"all": pd.Series(True, index=dataset.index["patch_id"]),
-              "agreed": agreed(audit_labels(dataset, footprints, progress=False)),
-              "date-agreeing": agreed(audit_labels(dataset, footprints, LabelsConfig(mine_mapped_later=True), progress=False))}
+    _, trusted, strict = reference_masks(dataset)
+    labels = {"all": pd.Series(True, index=dataset.index["patch_id"]), "agreed": trusted, "date-agreeing": strict}
     blocks = pd.Series(groups["block"].to_numpy(), index=dataset.index["patch_id"])
     kind = "audited with asgm.labels, then trained" if args.audited else "trained on the raw labels"
     print(f"REAL data: {DATA}; leave one of {REGIONS} regions out, {kind} with asgm.train's defaults, seeds {args.seeds}", flush=True)

@@ -57,7 +57,7 @@ from shapely.geometry import box
 from asgm.atomic import atomic_path, check_target
 from asgm.config import LabelsConfig, validate_labels
 from asgm.errors import AsgmError, InputFileError
-from asgm.patches import Dataset, read_dataset
+from asgm.patches import Dataset, read_dataset, write_subset
 from asgm.plots import plot_label_audit, save_figure
 from asgm.progress import progress_bar
 from asgm.regions import WGS84, patch_grids, read_geojson, utm_crs
@@ -317,25 +317,15 @@ def audit_dataset(input_directory: str | Path, reference: str | Path, output_dir
     audit = audit_labels(dataset, footprints, config, progress)
     keep, index = apply_audit(dataset, audit, config.action)
     counts = audit["conflict"].value_counts().drop("", errors="ignore").to_dict()
-    meta = dict(dataset.meta) | {
-        "label_audit": {"key": key, "source": str(dataset.path), "reference": str(reference), **settings,
-                        "conflicts": {kind: int(counts.get(kind, 0)) for kind in CONFLICTS if kind != MINE_MAPPED_AFTER_IMAGE or config.mine_mapped_later},
-                        "patches_in": len(dataset), "patches_out": len(keep)},
-        "n_patches": len(keep), "n_positive": int(index["label"].sum()),
-    }
-    meta.pop("build_key", None)
+    audit_meta = {"key": key, "source": str(dataset.path), "reference": str(reference), **settings,
+                  "conflicts": {kind: int(counts.get(kind, 0)) for kind in CONFLICTS if kind != MINE_MAPPED_AFTER_IMAGE or config.mine_mapped_later},
+                  "patches_in": len(dataset), "patches_out": len(keep)}
     shown = gallery_patches(audit)
     outlines = reference_outlines(dataset, footprints, shown, config.image_date_end)
     with atomic_path(out, marker="dataset.json", what="dataset directory") as tmp:
         tmp.mkdir()
-        stored = np.lib.format.open_memmap(tmp / "patches.npy", mode="w+", dtype=dataset.patches.dtype, shape=(len(keep), *dataset.patches.shape[1:]))
-        for start in range(0, len(keep), 256):
-            stored[start:start + 256] = dataset.patches[keep[start:start + 256]]
-        stored.flush()
-        del stored
-        index.to_csv(tmp / "index.csv", index=False, float_format="%.7f")
+        write_subset(dataset, keep, tmp, index, {"label_audit": audit_meta})
         audit.to_csv(tmp / AUDIT_FILE, index=False)
-        (tmp / "dataset.json").write_text(json.dumps(meta, indent=2, default=str), encoding="utf-8")
         fig = plot_label_audit(dataset, audit, shown, outlines)
         save_figure(fig, tmp / GALLERY_FILE)
         plt.close(fig)

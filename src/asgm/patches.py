@@ -331,6 +331,25 @@ def read_dataset(path: str | Path, mmap: bool = True) -> Dataset:
     return Dataset(path, patches, index, meta)
 
 
+def write_subset(dataset: Dataset, rows: np.ndarray, directory: Path, index: pd.DataFrame | None = None, meta: dict | None = None) -> None:
+    """Write the patches ``rows`` of ``dataset`` into ``directory`` (made by the caller, e.g. inside
+    :func:`asgm.atomic.atomic_path`) as a dataset directory: ``patches.npy`` copied in chunks (a
+    memory-mapped dataset is never loaded whole), ``index.csv`` (``index``, by default the rows' own)
+    and ``dataset.json`` (the dataset's, with ``meta`` added and the counts of the subset; without
+    the build key, which names the built contents, not these)."""
+    rows = np.asarray(rows)
+    index = dataset.index.iloc[rows].reset_index(drop=True) if index is None else index
+    stored = np.lib.format.open_memmap(directory / "patches.npy", mode="w+", dtype=dataset.patches.dtype, shape=(len(rows), *dataset.patches.shape[1:]))
+    for start in range(0, len(rows), 256):
+        stored[start:start + 256] = dataset.patches[rows[start:start + 256]]
+    stored.flush()
+    del stored
+    index.to_csv(directory / "index.csv", index=False, float_format="%.7f")
+    meta = {k: v for k, v in dataset.meta.items() if k != "build_key"} | (meta or {}) | {
+        "n_patches": len(rows), "n_positive": int(index["label"].sum())}
+    (directory / "dataset.json").write_text(json.dumps(meta, indent=2, default=str), encoding="utf-8")
+
+
 def summarize_datasets(datasets: dict[int, Dataset]) -> pd.DataFrame:
     """One row per dataset: patches kept (mines / non-mines) and points dropped, by reason."""
     rows = []
