@@ -23,7 +23,10 @@ bootstrap over spatial blocks; then the spread of the operating point over the s
 Everything is written under ``--out`` (git-ignored; the real patches are never committed) and a
 rerun reuses what is there: finished trainings, audits and predictions.
 
-Usage: python benchmarks/real_cli.py [--seeds 0 1] [--audited] [--regions 0 1 2 3 4 5] [--out DIR]
+A candidate default is measured the same way with ``--config FILE`` (a mapping of training keys,
+passed to ``asgm.train --config``; its models are named ``seed<S>_<file stem>``).
+
+Usage: python benchmarks/real_cli.py [--seeds 0 1] [--audited] [--config FILE] [--regions 0 1 2 3 4 5] [--out DIR]
 """
 
 from __future__ import annotations
@@ -61,7 +64,8 @@ def run(*args: str) -> None:
     subprocess.run([sys.executable, "-m", *args], check=True)
 
 
-def region_predictions(dataset: Dataset, region: int, split: pd.DataFrame, seed: int, audited: bool, out: Path) -> pd.DataFrame:
+def region_predictions(dataset: Dataset, region: int, split: pd.DataFrame, seed: int, audited: bool, out: Path,
+                       config: Path | None = None) -> pd.DataFrame:
     """Train on the other regions with the CLI and predict the held-out one; its predictions with
     the saved threshold."""
     base = out / "data" / f"region{region}"
@@ -72,8 +76,10 @@ def region_predictions(dataset: Dataset, region: int, split: pd.DataFrame, seed:
         run("asgm.labels", "--input_directory", str(training), "--reference", str(REFERENCE), "--output_directory", str(audited_dir))
         training = audited_dir
     models = out / ("audited" if audited else "raw") / f"region{region}"
-    run("asgm.train", "--input_directory", str(training), "--output_directory", str(models), "--experiment_name", f"seed{seed}", "--seed", str(seed))
-    model_dir = models / f"seed{seed}"
+    name = f"seed{seed}" + (f"_{config.stem}" if config else "")
+    run("asgm.train", "--input_directory", str(training), "--output_directory", str(models), "--experiment_name", name, "--seed", str(seed),
+        *(["--config", str(config)] if config else []))
+    model_dir = models / name
     output = model_dir / "held_out_predictions.csv"
     if not output.is_file():
         run("asgm.predict", "--model_directory", str(model_dir), "--input_directory", str(held_out), "--output", str(output))
@@ -91,6 +97,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="asgm.train --seed values (one training per region each)")
     parser.add_argument("--audited", action="store_true", help="audit each training directory with asgm.labels first")
     parser.add_argument("--regions", type=int, nargs="+", default=list(range(REGIONS)), help="held-out regions to run (all six for the pooled figures)")
+    parser.add_argument("--config", type=Path, help="a candidate recipe: YAML of training keys passed to asgm.train --config")
     parser.add_argument("--bootstrap", type=int, default=1000)
     parser.add_argument("--out", type=Path, default=ROOT / "models" / "benchmarks" / "real_cli")
     args = parser.parse_args()
@@ -102,13 +109,15 @@ def main() -> None:
     labels = {"all": pd.Series(True, index=dataset.index["patch_id"]), "agreed": trusted, "date-agreeing": strict}
     blocks = pd.Series(groups["block"].to_numpy(), index=dataset.index["patch_id"])
     kind = "audited with asgm.labels, then trained" if args.audited else "trained on the raw labels"
+    if args.config:
+        kind += f" (with --config {args.config}: {args.config.read_text().strip()!r})"
     print(f"REAL data: {DATA}; leave one of {REGIONS} regions out, {kind} with asgm.train's defaults, seeds {args.seeds}", flush=True)
-    frames = [region_predictions(dataset, r, splits[r], s, args.audited, args.out) for s in args.seeds for r in args.regions]
+    frames = [region_predictions(dataset, r, splits[r], s, args.audited, args.out, args.config) for s in args.seeds for r in args.regions]
     p = pd.concat(frames, ignore_index=True)
     p["block"] = p["patch_id"].map(blocks)
     if "label" not in p:
         p["label"] = p["patch_id"].map(dataset.index.set_index("patch_id")["label"])
-    p.to_csv(args.out / f"predictions_{'audited' if args.audited else 'raw'}.csv", index=False)
+    p.to_csv(args.out / f"predictions_{'audited' if args.audited else 'raw'}{'_' + args.config.stem if args.config else ''}.csv", index=False)
     regions = "pooled" if sorted(args.regions) == list(range(REGIONS)) else f"regions {args.regions} only"
     print(f"\nHeld-out predictions ({regions}), at each model's saved threshold (threshold.json), 95 % block-bootstrap intervals:")
     points = {}

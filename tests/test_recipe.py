@@ -202,7 +202,10 @@ def test_config_rejects_bad_recipe_values(tmp_path):
                       ("calibration: beta\n", "training.calibration"), ("lr_factor: 2\n", "training.lr_factor"),
                       ("mine_min_open_ha: -1\n", "training.mine_min_open_ha"), ("label_noise: forget\n", "training.label_noise"),
                       ("thresholds_from: test\n", "training.thresholds_from"), ("label_folds: 1\n", "training.label_folds"),
-                      ("label_smoothing: 0.5\n", "training.label_smoothing"), ("gce_q: 1.5\n", "training.gce_q")):
+                      ("label_smoothing: 0.5\n", "training.label_smoothing"), ("gce_q: 1.5\n", "training.gce_q"),
+                      ("member_validation: bags\n", "training.member_validation"),
+                      ("member_validation: folds\nensemble: 1\n", "training.member_validation"),
+                      ("member_validation: folds\nthresholds_from: out_of_fold\n", "training.thresholds_from")):
         path = tmp_path / "t.yaml"
         path.write_text(text)
         with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
@@ -306,6 +309,42 @@ def test_pruning_label_issues_finds_planted_flips_and_beats_training_on_them(tmp
     stamp = (tmp_path / "models" / "noise_prune_labelfold0" / "model.keras").stat().st_mtime_ns
     train.train_experiment(data, tmp_path / "models", "noise_prune", config, progress=False)
     assert (tmp_path / "models" / "noise_prune_labelfold0" / "model.keras").stat().st_mtime_ns == stamp
+
+
+@pytest.mark.slow
+def test_members_on_their_own_folds_validate_where_they_do_not_train(tmp_path, monkeypatch):
+    """member_validation: folds — member i early-stops on spatial fold i of the training and
+    validation patches and never trains on it; its outputs there are the out-of-fold evidence of
+    the calibration and thresholds, and the test split is untouched."""
+    data = write_toy_dataset(tmp_path / "toy", n=120)
+    seen = []
+    fit = train._fit_member
+    monkeypatch.setattr(train, "_fit_member", lambda x, y, t, split, *a, **k: seen.append(split.copy()) or fit(x, y, t, split, *a, **k))
+    config = TrainingConfig(ensemble=3, epochs=4, patience=2, bootstrap=50, member_validation="folds")
+    model_dir = train.train_experiment(data, tmp_path / "models", "folds", config, progress=False)
+    pred = pd.read_csv(model_dir / "predictions.csv")
+    test = (pred["split"] == "test").to_numpy()
+    folds = pred["member_fold"].to_numpy()
+    assert ((folds == -1) == test).all() and sorted(set(folds[~test])) == [0, 1, 2]
+    dataset = read_dataset(data)
+    assert test.sum() == (train.split_dataset(dataset, config)["split"] == "test").sum()  # the same test split as shared validation
+    assert_groups_far_apart(dataset.index.loc[~test], pred.loc[~test, ["member_fold"]], "member_fold", train.default_min_distance(dataset))
+    assert len(seen) == 3
+    for m, split in enumerate(seen):
+        assert ((split == "validation") == (folds == m)).all()
+        assert ((split == "train") == (~test & (folds != m))).all() and (split[test] == "test").all()
+    # the out-of-fold probabilities come from the member that validated on each patch, calibrated
+    x = train.normalize_patches(dataset.patches, dataset.channels, float(dataset.meta["scale"]), dataset.channels)
+    model = keras.models.load_model(model_dir / "model.keras", compile=False)
+    calibration = json.loads((model_dir / "calibration.json").read_text())
+    for m in range(3):
+        own = folds == m
+        member = predict_probabilities(model.get_layer(f"member_{m}"), x[own])
+        np.testing.assert_allclose(apply_calibration(calibration, member), pred.loc[own, "member_probability"], atol=1e-5)
+    thresholds = json.loads((model_dir / "threshold.json").read_text())
+    assert thresholds["chosen_on"] == "out_of_fold" and thresholds["evidence"]["patches"] == int((~test).sum())
+    metrics = json.loads((model_dir / "metrics.json").read_text())
+    assert metrics["patches"]["validation"] == metrics["patches"]["train"] == int((~test).sum())
 
 
 @pytest.mark.slow

@@ -264,6 +264,13 @@ class TrainingConfig:
     #: (the out-of-fold predictions of every training and validation patch whose label is kept:
     #: about five times the evidence, so two trainings agree more on the operating point).
     thresholds_from: str = "validation"
+    #: Which patches each member of the ensemble early-stops on: ``shared`` (the validation split,
+    #: the same for every member; calibration and thresholds on it) or ``folds`` (the training and
+    #: validation patches dealt into ``ensemble`` spatial folds; member i validates on fold i and
+    #: trains on the others, so every one of those patches gets one out-of-fold prediction, and
+    #: calibration and thresholds are fitted on all of them: about six times the evidence, and
+    #: members that differ in their data as well as their initial weights).
+    member_validation: str = "shared"
 
 
 #: Experiment groups of the results-analysis grid (see :func:`asgm.experiments.experiment_grid`).
@@ -834,6 +841,14 @@ def _validate_training(t: TrainingConfig, src: Path | None) -> None:
         raise ConfigError("training.label_noise", f"unknown handling {t.label_noise!r}", "give prune, or null to train on every label", src)
     if t.thresholds_from not in ("validation", "out_of_fold"):
         raise ConfigError("training.thresholds_from", f"unknown evidence {t.thresholds_from!r}", "give validation or out_of_fold", src)
+    if t.member_validation not in ("shared", "folds"):
+        raise ConfigError("training.member_validation", f"unknown choice {t.member_validation!r}", "give shared or folds", src)
+    if t.member_validation == "folds" and t.ensemble < 2:
+        raise ConfigError("training.member_validation", f"folds needs an ensemble of at least 2 members (training.ensemble is {t.ensemble})",
+                          "give training.ensemble: 3, or member_validation: shared", src)
+    if t.member_validation == "folds" and t.thresholds_from == "out_of_fold":
+        raise ConfigError("training.thresholds_from", "member_validation: folds already chooses the thresholds on out-of-fold predictions",
+                          "give thresholds_from: validation with member_validation: folds (or member_validation: shared)", src)
     if not 0 <= t.label_smoothing < 0.5:
         raise ConfigError("training.label_smoothing", f"{t.label_smoothing} is not in [0, 0.5)", "give e.g. 0.1, or 0 for the plain loss", src)
     if not 0 <= t.gce_q <= 1:

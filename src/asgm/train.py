@@ -150,6 +150,29 @@ def split_dataset(dataset: Dataset, config: TrainingConfig) -> pd.DataFrame:
     return assigned
 
 
+def member_folds(dataset: Dataset, split: np.ndarray, members: int, min_distance_m: float, seed: int) -> np.ndarray:
+    """The fold (0 … members − 1) each training and validation patch of ``split`` validates in with
+    ``member_validation: folds``, −1 for the others: whole spatial blocks, mines and non-mines
+    balanced across folds (:func:`asgm.sampling.spatial_folds`), so a member never validates on a
+    patch that overlaps one it trains on.
+
+    Raises
+    ------
+    AsgmError
+        Fewer spatial blocks than members, or a fold without mines or non-mines.
+    """
+    used = np.isin(split, ["train", "validation"])
+    folds = np.full(len(split), -1)
+    folds[used] = spatial_folds(dataset.index.loc[used], members, min_distance_m, seed)["fold"].to_numpy()
+    labels = dataset.index["label"].to_numpy().astype(int)
+    for fold in range(members):
+        if set(labels[folds == fold].tolist()) != {0, 1}:
+            raise AsgmError(f"{dataset.path}: member fold {fold} of {members} holds {int((folds == fold).sum())} patches without both mines and "
+                            "non-mines (training.member_validation: folds): use fewer members (training.ensemble), another training.seed, "
+                            "or member_validation: shared")
+    return folds
+
+
 def left_out(dataset: Dataset, config: TrainingConfig, split: pd.DataFrame) -> pd.DataFrame:
     """``split`` with the patches that ``training.train_negatives`` and ``training.mine_min_open_ha``
     keep out of training and validation marked ``excluded`` (the test split keeps every patch)."""
@@ -214,7 +237,7 @@ def split_summary(dataset: Dataset, split: pd.DataFrame) -> pd.DataFrame:
 
 #: Settings added after the first models were saved, left out of the training key at their "off"
 #: value: training is the same as before they existed, so those models stay valid (not retrained).
-ADDED_SETTINGS_OFF = {"gce_q": 0.0}
+ADDED_SETTINGS_OFF = {"gce_q": 0.0, "member_validation": "shared"}
 
 
 def _training_key(fingerprint: str, config: TrainingConfig, split: pd.DataFrame | None = None) -> str:
@@ -332,6 +355,10 @@ def train_experiment(dataset: Dataset | str | Path, output_directory: str | Path
         flagged[seen] = confident_learning_flags(y[seen], out_of_fold[seen])
         split = np.where(flagged, EXCLUDED, split)
 
+    folds = None
+    if config.member_validation == "folds":
+        folds = member_folds(dataset, split, config.ensemble, min_distance, config.seed)
+        split = np.where(folds >= 0, "train", split)
     targets = y.astype(np.float32)
     if config.teacher is not None:
         teacher = train_experiment(dataset, output_directory, f"{experiment_name}_teacher", dataclasses.replace(config, architecture=config.teacher, teacher=None),
@@ -340,9 +367,13 @@ def train_experiment(dataset: Dataset | str | Path, output_directory: str | Path
         targets = np.where(split == "train", (1 - TEACHER_WEIGHT) * y + TEACHER_WEIGHT * taught, y).astype(np.float32)
 
     members, histories, best_epochs = [], [], []
+    member_raw = np.full(len(index), np.nan)  # with folds: each training patch's output from the member that validated on it
     for m in range(config.ensemble):
         description = experiment_name if config.ensemble == 1 else f"{experiment_name} [{m + 1}/{config.ensemble}]"
-        model, history, best = _fit_member(x, y, targets, split, config, channels, m, description, progress)
+        member_split = split if folds is None else np.where(folds == m, "validation", split)
+        model, history, best = _fit_member(x, y, targets, member_split, config, channels, m, description, progress)
+        if folds is not None:
+            member_raw[folds == m] = predict_probabilities(model, x[folds == m], tta=config.tta)
         history.insert(0, "member", m)
         members.append(model)
         histories.append(history)
@@ -350,10 +381,16 @@ def train_experiment(dataset: Dataset | str | Path, output_directory: str | Path
     model = ensemble(members)
     raw = predict_probabilities(model, x, tta=config.tta)
 
-    val, test = split == "validation", split == "test"
-    calibration, thresholds = calibrate_and_choose_thresholds(y[val], raw[val], config)
-    probability = apply_calibration(calibration, raw)
-    evidence, scores = val, probability
+    test = split == "test"
+    if folds is None:
+        val = split == "validation"
+        calibration, thresholds = calibrate_and_choose_thresholds(y[val], raw[val], config)
+        scores = probability = apply_calibration(calibration, raw)
+    else:
+        val = folds >= 0
+        calibration, thresholds = calibrate_and_choose_thresholds(y[val], member_raw[val], config, chosen_on="out_of_fold")
+        probability, scores = apply_calibration(calibration, raw), apply_calibration(calibration, member_raw)
+    evidence = val
     if out_of_fold is not None:
         trusted = ~np.isnan(out_of_fold) & ~flagged
         _, pooled = calibrate_and_choose_thresholds(y[trusted], out_of_fold[trusted], dataclasses.replace(config, calibration="none"),
@@ -370,14 +407,15 @@ def train_experiment(dataset: Dataset | str | Path, output_directory: str | Path
         "specificity": evaluate.block_bootstrap(y[test], probability[test], blocks[test], strict_threshold, config.bootstrap, config.seed),
     }
     synthetic = bool(dataset.meta.get("synthetic", False))
+    parts = {"train": split == "train", "validation": val, "test": test}  # with folds, every training patch also validates one member
     metrics = {
         "synthetic": synthetic,
         "dataset": str(dataset.path),
-        "patches": {part: int((split == part).sum()) for part in ("train", "validation", "test")},
-        "mines": {part: int(y[split == part].sum()) for part in ("train", "validation", "test")},
+        "patches": {part: int(rows.sum()) for part, rows in parts.items()},
+        "mines": {part: int(y[rows].sum()) for part, rows in parts.items()},
         "test": _table_json(tables["f1"]) | {"threshold": f1_threshold},
         "test_at_specificity": _table_json(tables["specificity"]) | {"threshold": strict_threshold},
-        "validation": evaluate.binary_metrics(y[val], probability[val], f1_threshold),
+        "validation": evaluate.binary_metrics(y[val], scores[val], f1_threshold),
         "bootstrap": {"replicates": config.bootstrap, "level": 0.95, "resampled": "spatial blocks",
                       "test_blocks": int(tables["f1"]["n_blocks"].iloc[0]), "test_mine_blocks": int(tables["f1"]["n_mine_blocks"].iloc[0])},
         "best_epochs": best_epochs,
@@ -397,12 +435,15 @@ def train_experiment(dataset: Dataset | str | Path, output_directory: str | Path
         "training": dataclasses.asdict(config),
         "split": {"fractions": list(config.split), "min_distance_m": min_distance, "areas": config.split_areas, "seed": config.seed,
                   "chosen_by": "asgm.train.split_dataset" if given is None else "given by the caller (e.g. a cross-validation fold)",
-                  "patch_ids": {part: index.loc[split == part, "patch_id"].tolist() for part in ("train", "validation", "test")}},
+                  "patch_ids": {part: index.loc[rows, "patch_id"].tolist() for part, rows in parts.items()},
+                  "member_validation": config.member_validation},
     }
     predictions = pd.DataFrame({"patch_id": index["patch_id"], "split": split, "block": blocks,
                                 "probability": probability, "raw_probability": raw, "label": y})
     if out_of_fold is not None:
         predictions = predictions.assign(out_of_fold=out_of_fold, label_issue=flagged)
+    if folds is not None:
+        predictions = predictions.assign(member_fold=folds, member_probability=np.where(val, scores, np.nan))
     history = pd.concat(histories, ignore_index=True)
 
     with atomic_path(model_dir, marker="config.json", what="model directory") as tmp:
@@ -437,7 +478,8 @@ def out_of_fold_probabilities(dataset: Dataset, output_directory: str | Path, ex
     distance = config.min_distance_m or default_min_distance(dataset)
     folds = np.full(len(dataset.index), -1)
     folds[used] = spatial_folds(dataset.index.loc[used], config.label_folds, distance, config.seed)["fold"].to_numpy()
-    single = dataclasses.replace(config, ensemble=1, label_noise=None, thresholds_from="validation", bootstrap=min(config.bootstrap, 200))
+    single = dataclasses.replace(config, ensemble=1, label_noise=None, thresholds_from="validation", member_validation="shared",
+                                 bootstrap=min(config.bootstrap, 200))
     probability = np.full(len(dataset.index), np.nan)
     for fold, split in enumerate(held_out_splits(dataset.index, folds, distance, tuple(config.split[:2]), config.seed, config.split_areas)):
         model_dir = train_experiment(dataset, output_directory, f"{experiment_name}_labelfold{fold}", single, progress, force,
