@@ -160,6 +160,7 @@ def test_calibration_is_fitted_on_validation_only_and_applied_by_predict(cli_mod
     refit = fit_calibration(val["label"], val["raw_probability"], "platt")
     assert stored["slope"] == pytest.approx(refit["slope"]) and stored["intercept"] == pytest.approx(refit["intercept"])
     assert stored["fitted_on"] == len(val)
+    assert train.threshold_scores(model_dir)["patch_id"].tolist() == val["patch_id"].tolist()  # the thresholds' patches
     everything = fit_calibration(pred["label"], pred["raw_probability"], "platt")
     assert (everything["slope"], everything["intercept"]) != pytest.approx((stored["slope"], stored["intercept"]))
     assert np.allclose(pred["probability"], apply_calibration(stored, pred["raw_probability"]), atol=1e-6)
@@ -306,6 +307,7 @@ def test_pruning_label_issues_finds_planted_flips_and_beats_training_on_them(tmp
     thresholds = json.loads((model_dir / "threshold.json").read_text())
     assert "out-of-fold" in thresholds["chosen_by"] and thresholds["chosen_on"] == "out_of_fold" and thresholds["evidence"]["patches"] == int((seen & ~flags).sum())
     assert "validation" in thresholds  # the validation split's own thresholds are kept beside
+    assert len(train.threshold_scores(model_dir)) == thresholds["evidence"]["patches"]
     stamp = (tmp_path / "models" / "noise_prune_labelfold0" / "model.keras").stat().st_mtime_ns
     train.train_experiment(data, tmp_path / "models", "noise_prune", config, progress=False)
     assert (tmp_path / "models" / "noise_prune_labelfold0" / "model.keras").stat().st_mtime_ns == stamp
@@ -343,6 +345,8 @@ def test_members_on_their_own_folds_validate_where_they_do_not_train(tmp_path, m
         np.testing.assert_allclose(apply_calibration(calibration, member), pred.loc[own, "member_probability"], atol=1e-5)
     thresholds = json.loads((model_dir / "threshold.json").read_text())
     assert thresholds["chosen_on"] == "out_of_fold" and thresholds["evidence"]["patches"] == int((~test).sum())
+    chosen_on = train.threshold_scores(model_dir)
+    assert chosen_on["probability"].tolist() == pred.loc[~test, "member_probability"].tolist()
     metrics = json.loads((model_dir / "metrics.json").read_text())
     assert metrics["patches"]["validation"] == metrics["patches"]["train"] == int((~test).sum())
 

@@ -272,7 +272,8 @@ def plot_confusion_matrix(table: pd.DataFrame, title: str = "") -> Figure:
 
 
 def plot_threshold_choice(y: np.ndarray, p: np.ndarray, thresholds: dict, title: str = "") -> Figure:
-    """F1, precision and recall against the threshold on the validation split, the F1 expected from the
+    """F1, precision and recall against the threshold on the patches it was chosen on (the validation
+    split, or out-of-fold predictions: :func:`asgm.train.threshold_scores`), the F1 expected from the
     probabilities themselves (what the plug-in rule maximises, see :func:`asgm.evaluate.expected_f_beta_threshold`),
     and the chosen thresholds."""
     from sklearn.metrics import precision_recall_curve
@@ -294,10 +295,11 @@ def plot_threshold_choice(y: np.ndarray, p: np.ndarray, thresholds: dict, title:
         if key in thresholds:
             value = thresholds[key]["threshold"]
             ax.axvline(value, color=colour, linestyle="--", label=f"{label.format(thresholds[key].get('min_specificity', 0))}: {value:.2f}")
-    ax.set(xlabel="threshold (probability of mine)", ylabel="score on validation", xlim=(0, 1), ylim=(0, 1.02))
+    where = "validation" if threshold_rule(thresholds)[1] == "validation" else "out-of-fold predictions"
+    ax.set(xlabel="threshold (probability of mine)", ylabel=f"score on {where}", xlim=(0, 1), ylim=(0, 1.02))
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
     ax.grid(alpha=0.3)
-    _suptitle(fig, f"Threshold choice on the validation split — {title}")
+    _suptitle(fig, f"Threshold choice on the {'validation split' if where == 'validation' else where + ' of the training patches'} — {title}")
     return fig
 
 

@@ -490,6 +490,21 @@ def out_of_fold_probabilities(dataset: Dataset, output_directory: str | Path, ex
     return probability
 
 
+def threshold_scores(model_dir: str | Path) -> pd.DataFrame:
+    """The patches a model's thresholds were chosen on, from its ``predictions.csv``: ``patch_id``,
+    ``label`` and ``probability`` (calibrated) — the validation split, or with ``member_validation:
+    folds`` each training patch's member that validated on it, or with ``thresholds_from:
+    out_of_fold`` the kept patches' out-of-fold predictions."""
+    predictions = pd.read_csv(Path(model_dir) / "predictions.csv")
+    if "member_probability" in predictions:
+        rows, column = predictions["member_probability"].notna(), "member_probability"
+    elif json.loads((Path(model_dir) / "threshold.json").read_text(encoding="utf-8")).get("chosen_on") == "out_of_fold":
+        rows, column = predictions["out_of_fold"].notna() & ~predictions["label_issue"].astype(bool), "out_of_fold"
+    else:
+        rows, column = predictions["split"] == "validation", "probability"
+    return predictions.loc[rows, ["patch_id", "label", column]].rename(columns={column: "probability"}).reset_index(drop=True)
+
+
 def threshold_evidence(y: np.ndarray, p: np.ndarray, threshold: float, strict_threshold: float) -> dict:
     """What stands behind the thresholds: the patches they were chosen on, and the sensitivity and
     specificity there at each, with 95 % Wilson intervals (``asgm.predict`` prints them)."""
