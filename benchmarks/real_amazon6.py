@@ -75,6 +75,9 @@ VARIANTS = {
     "area_validation": {**SINGLE, "split_areas": 10},
     # the ensemble's members each on a 70 % bootstrap sample (Earth Genome's bagging)
     "bagged3": {"bagging": 0.7},
+    # the ensemble's members each early-stopping on their own spatial fold of the training regions;
+    # calibration and thresholds on all their out-of-fold predictions (training.member_validation)
+    "member_folds": {"member_validation": "folds"},
     # mine patches without 0.5 ha of open ground (water or bare) left out of training and validation
     "open_mines": {**SINGLE, "mine_min_open_ha": 0.5},
     "scan_cnn": {**SINGLE, "architecture": "scan_cnn"},
