@@ -168,6 +168,21 @@ def test_calibration_is_fitted_on_validation_only_and_applied_by_predict(cli_mod
     assert np.allclose(table["probability"], pred["probability"], atol=1e-5)  # predict applies the same map
 
 
+def test_early_stopping_keeps_no_weights_from_the_ignored_first_epochs(tmp_path):
+    """early_stopping_from: 0.5 of 8 epochs — the kept weights are from epoch 5 or later even when the
+    validation PR-AUC peaks at once (an easy toy set), and training runs past them by the patience."""
+    data = write_toy_dataset(tmp_path / "toy", n=96, signal=0.3)
+    best = {}
+    for share in (0.0, 0.5):
+        config = TrainingConfig(architecture="thesis_cnn", ensemble=1, epochs=8, patience=1, lr_patience=None, bootstrap=20,
+                                early_stopping_from=share)
+        model_dir = train.train_experiment(data, tmp_path / "models", f"from_{share}", config, progress=False)
+        best[share] = json.loads((model_dir / "metrics.json").read_text())["best_epochs"][0]
+        epochs = len(pd.read_csv(model_dir / "history.csv"))
+        assert epochs >= best[share] + (1 if best[share] < 8 else 0)
+    assert best[0.5] >= 5 and best[0.0] < 5, best
+
+
 def test_label_smoothing_reaches_the_loss():
     from asgm.models import build_model
 
@@ -204,7 +219,7 @@ def test_config_rejects_bad_recipe_values(tmp_path):
                       ("mine_min_open_ha: -1\n", "training.mine_min_open_ha"), ("label_noise: forget\n", "training.label_noise"),
                       ("thresholds_from: test\n", "training.thresholds_from"), ("label_folds: 1\n", "training.label_folds"),
                       ("label_smoothing: 0.5\n", "training.label_smoothing"), ("gce_q: 1.5\n", "training.gce_q"),
-                      ("member_validation: bags\n", "training.member_validation"),
+                      ("member_validation: bags\n", "training.member_validation"), ("early_stopping_from: 1\n", "training.early_stopping_from"),
                       ("member_validation: folds\nensemble: 1\n", "training.member_validation"),
                       ("member_validation: folds\nthresholds_from: out_of_fold\n", "training.thresholds_from")):
         path = tmp_path / "t.yaml"

@@ -184,6 +184,11 @@ class TrainingConfig:
     learning_rate: float = 1e-3
     #: Epochs without a better validation PR-AUC before training stops (best weights are kept).
     patience: int = 12
+    #: Early stopping ignores this share of the ``epochs``: the weights kept are the best of the later
+    #: epochs, and training runs at least that long plus ``patience``. On a small, noisy
+    #: validation split the PR-AUC of the first few epochs can peak by chance, and a model kept
+    #: from epoch 1–6 ranked unseen regions far worse (benchmarks/README.md); 0: from the first epoch.
+    early_stopping_from: float = 0.0
     #: Epochs without a better validation PR-AUC before the learning rate is multiplied by
     #: ``lr_factor`` (Earth Genome: 20 epochs, 0.33); null: a constant learning rate.
     lr_patience: int | None = 6
@@ -841,6 +846,9 @@ def _validate_training(t: TrainingConfig, src: Path | None) -> None:
         raise ConfigError("training.label_noise", f"unknown handling {t.label_noise!r}", "give prune, or null to train on every label", src)
     if t.thresholds_from not in ("validation", "out_of_fold"):
         raise ConfigError("training.thresholds_from", f"unknown evidence {t.thresholds_from!r}", "give validation or out_of_fold", src)
+    if not 0 <= t.early_stopping_from < 1:
+        raise ConfigError("training.early_stopping_from", f"{t.early_stopping_from} is not a share in [0, 1)",
+                          "give e.g. 0.25 (the first quarter of the epochs), or 0 to stop from the first epoch", src)
     if t.member_validation not in ("shared", "folds"):
         raise ConfigError("training.member_validation", f"unknown choice {t.member_validation!r}", "give shared or folds", src)
     if t.member_validation == "folds" and t.ensemble < 2:

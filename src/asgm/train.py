@@ -237,7 +237,7 @@ def split_summary(dataset: Dataset, split: pd.DataFrame) -> pd.DataFrame:
 
 #: Settings added after the first models were saved, left out of the training key at their "off"
 #: value: training is the same as before they existed, so those models stay valid (not retrained).
-ADDED_SETTINGS_OFF = {"gce_q": 0.0, "member_validation": "shared"}
+ADDED_SETTINGS_OFF = {"gce_q": 0.0, "member_validation": "shared", "early_stopping_from": 0.0}
 
 
 def _training_key(fingerprint: str, config: TrainingConfig, split: pd.DataFrame | None = None) -> str:
@@ -273,7 +273,8 @@ def _fit_member(x, y, targets, split, config: TrainingConfig, channels, member: 
         weights = np.where(y[train_rows] == 1, cw[1], cw[0])
     binary = np.array([c in OSM_CHANNELS for c in channels])
     batches = AugmentedBatches(x[train_rows], targets[train_rows], weights, config.batch_size, seed, config.augment, binary)
-    callbacks = [keras.callbacks.EarlyStopping(monitor="val_pr_auc", mode="max", patience=config.patience, restore_best_weights=True)]
+    callbacks = [keras.callbacks.EarlyStopping(monitor="val_pr_auc", mode="max", patience=config.patience, restore_best_weights=True,
+                                               start_from_epoch=int(config.early_stopping_from * config.epochs))]
     if config.lr_patience is not None:
         callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_pr_auc", mode="max", factor=config.lr_factor,
                                                            patience=config.lr_patience, min_lr=1e-6))
