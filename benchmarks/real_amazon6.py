@@ -70,8 +70,8 @@ VARIANTS = {
     # a wider per-band gain: log-uniform in [1/1.5, 1.5] instead of [1/1.25, 1.25]
     "wide_gain": {**SINGLE, "gain_factor": 1.5},
     "no_schedule": {**SINGLE, "lr_patience": None},
-    # early stopping ignores the first quarter of the epochs (a model kept from epoch 1-6 ranked far worse)
-    "late_stopping": {**SINGLE, "early_stopping_from": 0.25},
+    # the recipe before early stopping ignored the first quarter of the epochs (the default until 2026-12-07)
+    "early_stopping": {**SINGLE, "early_stopping_from": 0.0},
     "eg_augment": {**SINGLE, "augment": AUGMENTATIONS},
     # validation (early stopping, calibration, thresholds) from whole areas of the training regions
     "area_validation": {**SINGLE, "split_areas": 10},
