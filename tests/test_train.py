@@ -202,12 +202,15 @@ def test_rerun_with_same_settings_does_not_retrain(trained):
 
 def test_a_setting_added_later_keeps_older_models_valid_while_off():
     """A model saved before ``gce_q`` existed was trained exactly as one with ``gce_q: 0`` is: its
-    key must not change (or every cached model retrains), while switching the setting on must."""
-    before = {k: v for k, v in dataclasses.asdict(TrainingConfig()).items() if k not in train.ADDED_SETTINGS_OFF}
+    key must not change (or every cached model retrains), while switching the setting on must —
+    and so must a default that turned one on (``early_stopping_from: 0.25``)."""
+    off = dataclasses.replace(TrainingConfig(), **train.ADDED_SETTINGS_OFF)
+    before = {k: v for k, v in dataclasses.asdict(off).items() if k not in train.ADDED_SETTINGS_OFF}
     settings = json.dumps(before, sort_keys=True, default=str)
     old_key = hashlib.sha256(f"fp|{settings}||keras {keras.__version__}|format {train.MODEL_FORMAT}".encode()).hexdigest()[:16]
-    assert train._training_key("fp", TrainingConfig()) == old_key
-    assert train._training_key("fp", TrainingConfig(gce_q=0.7)) != old_key
+    assert train._training_key("fp", off) == old_key
+    assert train._training_key("fp", dataclasses.replace(off, gce_q=0.7)) != old_key
+    assert train._training_key("fp", TrainingConfig()) != old_key  # today's defaults stop later than those models did
 
 
 def test_predict_cli_round_trip(trained, tmp_path):
