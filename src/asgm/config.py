@@ -276,7 +276,9 @@ class TrainingConfig:
     #: validation patches dealt into ``ensemble`` spatial folds; member i validates on fold i and
     #: trains on the others, so every one of those patches gets one out-of-fold prediction, and
     #: calibration and thresholds are fitted on all of them: about six times the evidence, and
-    #: members that differ in their data as well as their initial weights).
+    #: members that differ in their data as well as their initial weights). Not the default: out of
+    #: region it ranked worse and one calibration did not fit members on different output scales
+    #: (benchmarks/README.md).
     member_validation: str = "shared"
 
 
