@@ -109,9 +109,8 @@ def main() -> None:
     labels = {"all": pd.Series(True, index=dataset.index["patch_id"]), "agreed": trusted, "date-agreeing": strict}
     blocks = pd.Series(groups["block"].to_numpy(), index=dataset.index["patch_id"])
     kind = "audited with asgm.labels, then trained" if args.audited else "trained on the raw labels"
-    if args.config:
-        kind += f" (with --config {args.config}: {args.config.read_text().strip()!r})"
-    print(f"REAL data: {DATA}; leave one of {REGIONS} regions out, {kind} with asgm.train's defaults, seeds {args.seeds}", flush=True)
+    recipe = f"--config {args.config} ({args.config.read_text().strip()!r}), defaults otherwise" if args.config else "asgm.train's defaults"
+    print(f"REAL data: {DATA}; leave one of {REGIONS} regions out, {kind} with {recipe}, seeds {args.seeds}", flush=True)
     frames = [region_predictions(dataset, r, splits[r], s, args.audited, args.out, args.config) for s in args.seeds for r in args.regions]
     p = pd.concat(frames, ignore_index=True)
     p["block"] = p["patch_id"].map(blocks)

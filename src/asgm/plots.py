@@ -295,11 +295,13 @@ def plot_threshold_choice(y: np.ndarray, p: np.ndarray, thresholds: dict, title:
         if key in thresholds:
             value = thresholds[key]["threshold"]
             ax.axvline(value, color=colour, linestyle="--", label=f"{label.format(thresholds[key].get('min_specificity', 0))}: {value:.2f}")
-    where = "validation" if threshold_rule(thresholds)[1] == "validation" else "out-of-fold predictions"
-    ax.set(xlabel="threshold (probability of mine)", ylabel=f"score on {where}", xlim=(0, 1), ylim=(0, 1.02))
+    on_validation = threshold_rule(thresholds)[1] == "validation"
+    ax.set(xlabel="threshold (probability of mine)", ylabel="score on validation" if on_validation else "score on out-of-fold predictions",
+           xlim=(0, 1), ylim=(0, 1.02))
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
     ax.grid(alpha=0.3)
-    _suptitle(fig, f"Threshold choice on the {'validation split' if where == 'validation' else where + ' of the training patches'} — {title}")
+    where = "the validation split" if on_validation else "the out-of-fold predictions of the training patches"
+    _suptitle(fig, f"Threshold choice on {where} — {title}")
     return fig
 
 

@@ -150,20 +150,27 @@ def split_dataset(dataset: Dataset, config: TrainingConfig) -> pd.DataFrame:
     return assigned
 
 
+def training_folds(dataset: Dataset, split: np.ndarray, k: int, min_distance_m: float, seed: int) -> np.ndarray:
+    """The fold (0 … k − 1) of each training and validation patch of ``split``, −1 for the others:
+    whole spatial blocks, mines and non-mines balanced across folds
+    (:func:`asgm.sampling.spatial_folds`), so no patch of one fold overlaps a patch of another."""
+    used = np.isin(split, ["train", "validation"])
+    folds = np.full(len(split), -1)
+    folds[used] = spatial_folds(dataset.index.loc[used], k, min_distance_m, seed)["fold"].to_numpy()
+    return folds
+
+
 def member_folds(dataset: Dataset, split: np.ndarray, members: int, min_distance_m: float, seed: int) -> np.ndarray:
-    """The fold (0 … members − 1) each training and validation patch of ``split`` validates in with
-    ``member_validation: folds``, −1 for the others: whole spatial blocks, mines and non-mines
-    balanced across folds (:func:`asgm.sampling.spatial_folds`), so a member never validates on a
-    patch that overlaps one it trains on.
+    """The fold each training and validation patch validates in with ``member_validation: folds``
+    (:func:`training_folds`, one per member), so a member never validates on a patch that overlaps
+    one it trains on.
 
     Raises
     ------
     AsgmError
         Fewer spatial blocks than members, or a fold without mines or non-mines.
     """
-    used = np.isin(split, ["train", "validation"])
-    folds = np.full(len(split), -1)
-    folds[used] = spatial_folds(dataset.index.loc[used], members, min_distance_m, seed)["fold"].to_numpy()
+    folds = training_folds(dataset, split, members, min_distance_m, seed)
     labels = dataset.index["label"].to_numpy().astype(int)
     for fold in range(members):
         if set(labels[folds == fold].tolist()) != {0, 1}:
@@ -475,10 +482,8 @@ def out_of_fold_probabilities(dataset: Dataset, output_directory: str | Path, ex
     others), from a spatial ``config.label_folds``-fold cross-validation over them of one model of
     the recipe each (``<experiment>_labelfold<i>`` beside the model, reused when up to date). The
     test split is never seen."""
-    used = assigned["split"].isin(["train", "validation"]).to_numpy()
     distance = config.min_distance_m or default_min_distance(dataset)
-    folds = np.full(len(dataset.index), -1)
-    folds[used] = spatial_folds(dataset.index.loc[used], config.label_folds, distance, config.seed)["fold"].to_numpy()
+    folds = training_folds(dataset, assigned["split"].to_numpy(), config.label_folds, distance, config.seed)
     single = dataclasses.replace(config, ensemble=1, label_noise=None, thresholds_from="validation", member_validation="shared",
                                  bootstrap=min(config.bootstrap, 200))
     probability = np.full(len(dataset.index), np.nan)
