@@ -55,6 +55,19 @@ def test_split_keeps_held_out_patches_away_from_training():
     assert spatial_split(index, 679, seed=3).equals(split)
 
 
+def test_trainings_that_differ_in_seed_share_their_split(tmp_path):
+    """The split is drawn with ``split_seed`` (0), not ``seed``: two trainings with different seeds
+    hold out the same patches (their test metrics compare and their thresholds share evidence);
+    ``split_seed: null`` lets the seed move it, as before the setting existed."""
+    dataset = read_dataset(write_toy_dataset(tmp_path / "toy", n=120))
+    splits = {seed: train.split_dataset(dataset, dataclasses.replace(FAST, seed=seed)) for seed in (0, 1)}
+    assert splits[0].equals(splits[1])
+    following = {seed: train.split_dataset(dataset, dataclasses.replace(FAST, seed=seed, split_seed=None)) for seed in (0, 1)}
+    assert following[0].equals(splits[0])
+    assert not following[1]["split"].equals(splits[1]["split"])
+    assert train.split_dataset(dataset, dataclasses.replace(FAST, seed=0, split_seed=1)).equals(following[1])
+
+
 def test_split_by_areas_holds_out_whole_areas_far_from_training():
     """With ``areas`` the held-out splits are whole areas: their patches lie far beyond the minimum
     distance from training (tens of km for clusters spread over 2 degrees), while a block split
@@ -204,13 +217,21 @@ def test_a_setting_added_later_keeps_older_models_valid_while_off():
     """A model saved before ``gce_q`` existed was trained exactly as one with ``gce_q: 0`` is: its
     key must not change (or every cached model retrains), while switching the setting on must —
     and so must a default that turned one on (``early_stopping_from: 0.25``)."""
+    def old_key(config):
+        before = {k: v for k, v in dataclasses.asdict(config).items() if k not in train.ADDED_SETTINGS_OFF and k != "split_seed"}
+        settings = json.dumps(before, sort_keys=True, default=str)
+        return hashlib.sha256(f"fp|{settings}||keras {keras.__version__}|format {train.MODEL_FORMAT}".encode()).hexdigest()[:16]
+
     off = dataclasses.replace(TrainingConfig(), **train.ADDED_SETTINGS_OFF)
-    before = {k: v for k, v in dataclasses.asdict(off).items() if k not in train.ADDED_SETTINGS_OFF}
-    settings = json.dumps(before, sort_keys=True, default=str)
-    old_key = hashlib.sha256(f"fp|{settings}||keras {keras.__version__}|format {train.MODEL_FORMAT}".encode()).hexdigest()[:16]
-    assert train._training_key("fp", off) == old_key
-    assert train._training_key("fp", dataclasses.replace(off, gce_q=0.7)) != old_key
-    assert train._training_key("fp", TrainingConfig()) != old_key  # today's defaults stop later than those models did
+    assert train._training_key("fp", off) == old_key(off)
+    assert train._training_key("fp", dataclasses.replace(off, gce_q=0.7)) != old_key(off)
+    assert train._training_key("fp", TrainingConfig()) != old_key(off)  # today's defaults stop later than those models did
+    # split_seed: a model whose split was drawn with its seed (before the setting, or split_seed == seed) keeps its key
+    seed1 = dataclasses.replace(off, seed=1)
+    assert train._training_key("fp", dataclasses.replace(seed1, split_seed=None)) == old_key(seed1)
+    assert train._training_key("fp", dataclasses.replace(seed1, split_seed=1)) == old_key(seed1)
+    assert train._training_key("fp", seed1) != old_key(seed1)  # seed 1 on split 0: another split, another model
+    assert train._training_key("fp", off) == train._training_key("fp", dataclasses.replace(off, split_seed=None))
 
 
 def test_predict_cli_round_trip(trained, tmp_path):

@@ -55,7 +55,7 @@ def train_arguments(argv: list[str] | None = None) -> tuple[argparse.Namespace, 
     parser.add_argument("--experiment_name", required=True, help="name of the model directory inside --output_directory")
     parser.add_argument("--config", type=Path, help="YAML: a profile (its training section) or a mapping of training keys")
     parser.add_argument("--class_weights", action=argparse.BooleanOptionalAction, default=None, help="weight classes by n / (2 n_c)")
-    parser.add_argument("--seed", type=int, help="seed of the split, initial weights and augmentation")
+    parser.add_argument("--seed", type=int, help="seed of the initial weights and augmentation (the split has its own, training.split_seed)")
     parser.add_argument("--architecture", help="bn_cnn, scan_cnn or thesis_cnn")
     parser.add_argument("--channels", help="comma-separated channels to train on (default: all of the dataset's)")
     parser.add_argument("--epochs", type=int, help="maximum epochs")

@@ -231,8 +231,15 @@ class TrainingConfig:
     #: default: on the real benchmark, early stopping on one or two areas' noisy PR-AUC kept
     #: undertrained weights (leave-one-region-out ROC-AUC -0.27; benchmarks/README.md).
     split_areas: int | None = None
-    #: Seed of the split, the initial weights and the augmentation.
+    #: Seed of the initial weights, the augmentation and the bootstrap (and of the split when
+    #: ``split_seed`` is null).
     seed: int = 0
+    #: Seed of the spatial split into train / validation / test (and of the folds that
+    #: ``member_validation: folds`` and ``label_noise`` deal): which patches a model learns from,
+    #: stops on, is calibrated on and is tested on. Fixed, so trainings that differ only in
+    #: ``seed`` share their test patches (their test metrics compare) and their thresholds'
+    #: evidence; null: ``seed`` moves the split too (the default until 2026-12-07).
+    split_seed: int | None = 0
     #: Replicates of the block bootstrap behind every confidence interval.
     bootstrap: int = 1000
     #: Specificity of the second, stricter operating point (threshold chosen on validation).
@@ -280,6 +287,11 @@ class TrainingConfig:
     #: region it ranked worse and one calibration did not fit members on different output scales
     #: (benchmarks/README.md).
     member_validation: str = "shared"
+
+    @property
+    def split_rng_seed(self) -> int:
+        """The seed the split and the folds are drawn with: ``split_seed``, or ``seed`` when it is null."""
+        return self.seed if self.split_seed is None else self.split_seed
 
 
 #: Experiment groups of the results-analysis grid (see :func:`asgm.experiments.experiment_grid`).

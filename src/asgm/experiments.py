@@ -42,10 +42,11 @@ class Experiment:
 
     def training(self, base: TrainingConfig, seed: int, epochs: int | None = None, ensemble: int | None = None) -> TrainingConfig:
         """The training settings of this experiment's run with ``seed`` (``epochs``, ``ensemble``:
-        the grid's own, when given)."""
+        the grid's own, when given). The seed moves the split too (``split_seed``), so the seeds'
+        spread includes which patches are held out."""
         return dataclasses.replace(base, channels=self.channels, class_weights=self.class_weights, train_negatives=self.train_negatives,
                                    min_distance_m=self.min_distance_m if self.min_distance_m is not None else base.min_distance_m,
-                                   seed=seed, epochs=epochs or base.epochs, ensemble=ensemble or base.ensemble)
+                                   seed=seed, split_seed=seed, epochs=epochs or base.epochs, ensemble=ensemble or base.ensemble)
 
 
 def experiment_grid(profile: Profile) -> list[Experiment]:

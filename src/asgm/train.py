@@ -142,11 +142,11 @@ def split_dataset(dataset: Dataset, config: TrainingConfig) -> pd.DataFrame:
     if classes != [0, 1]:
         raise InputFileError(dataset.path / "index.csv", f"every patch has label {classes[0]}: the dataset holds one class only",
                              "add patches of the other class (mines are 1, non-mines 0); no split or seed can help")
-    assigned = left_out(dataset, config, spatial_split(dataset.index, min_distance, tuple(config.split), config.seed, config.split_areas))
+    assigned = left_out(dataset, config, spatial_split(dataset.index, min_distance, tuple(config.split), config.split_rng_seed, config.split_areas))
     _require_both_classes(dataset, assigned["split"],
                           f"points closer than {min_distance:.0f} m form {assigned['block'].nunique()} spatial block(s) for {len(assigned)} patches. "
                           "The split needs mines and non-mines in validation and test. Use a larger or more spread-out set of points, "
-                          "larger validation/test shares (training.split), or another training.seed.")
+                          "larger validation/test shares (training.split), or another training.split_seed.")
     return assigned
 
 
@@ -175,7 +175,7 @@ def member_folds(dataset: Dataset, split: np.ndarray, members: int, min_distance
     for fold in range(members):
         if set(labels[folds == fold].tolist()) != {0, 1}:
             raise AsgmError(f"{dataset.path}: member fold {fold} of {members} holds {int((folds == fold).sum())} patches without both mines and "
-                            "non-mines (training.member_validation: folds): use fewer members (training.ensemble), another training.seed, "
+                            "non-mines (training.member_validation: folds): use fewer members (training.ensemble), another training.split_seed, "
                             "or member_validation: shared")
     return folds
 
@@ -249,6 +249,9 @@ ADDED_SETTINGS_OFF = {"gce_q": 0.0, "member_validation": "shared", "early_stoppi
 
 def _training_key(fingerprint: str, config: TrainingConfig, split: pd.DataFrame | None = None) -> str:
     fields = {k: v for k, v in dataclasses.asdict(config).items() if not (k in ADDED_SETTINGS_OFF and v == ADDED_SETTINGS_OFF[k])}
+    folds_drawn = split is None or config.label_noise is not None or config.member_validation == "folds"
+    if config.split_rng_seed == config.seed or not folds_drawn:  # the same split and folds as before split_seed existed
+        del fields["split_seed"]
     settings = json.dumps(fields, sort_keys=True, default=str)
     given = "" if split is None else hashlib.sha256(pd.util.hash_pandas_object(split[["split", "block"]], index=False).to_numpy().tobytes()).hexdigest()
     return hashlib.sha256(f"{fingerprint}|{settings}|{given}|keras {keras.__version__}|format {MODEL_FORMAT}".encode()).hexdigest()[:16]
@@ -365,7 +368,7 @@ def train_experiment(dataset: Dataset | str | Path, output_directory: str | Path
 
     folds = None
     if config.member_validation == "folds":
-        folds = member_folds(dataset, split, config.ensemble, min_distance, config.seed)
+        folds = member_folds(dataset, split, config.ensemble, min_distance, config.split_rng_seed)
         split = np.where(folds >= 0, "train", split)
     targets = y.astype(np.float32)
     if config.teacher is not None:
@@ -441,7 +444,7 @@ def train_experiment(dataset: Dataset | str | Path, output_directory: str | Path
         "dataset": {"path": str(dataset.path), "fingerprint": fingerprint, "synthetic": synthetic,
                     "profile": dataset.meta.get("profile")},
         "training": dataclasses.asdict(config),
-        "split": {"fractions": list(config.split), "min_distance_m": min_distance, "areas": config.split_areas, "seed": config.seed,
+        "split": {"fractions": list(config.split), "min_distance_m": min_distance, "areas": config.split_areas, "seed": config.split_rng_seed,
                   "chosen_by": "asgm.train.split_dataset" if given is None else "given by the caller (e.g. a cross-validation fold)",
                   "patch_ids": {part: index.loc[rows, "patch_id"].tolist() for part, rows in parts.items()},
                   "member_validation": config.member_validation},
@@ -483,11 +486,11 @@ def out_of_fold_probabilities(dataset: Dataset, output_directory: str | Path, ex
     the recipe each (``<experiment>_labelfold<i>`` beside the model, reused when up to date). The
     test split is never seen."""
     distance = config.min_distance_m or default_min_distance(dataset)
-    folds = training_folds(dataset, assigned["split"].to_numpy(), config.label_folds, distance, config.seed)
+    folds = training_folds(dataset, assigned["split"].to_numpy(), config.label_folds, distance, config.split_rng_seed)
     single = dataclasses.replace(config, ensemble=1, label_noise=None, thresholds_from="validation", member_validation="shared",
                                  bootstrap=min(config.bootstrap, 200))
     probability = np.full(len(dataset.index), np.nan)
-    for fold, split in enumerate(held_out_splits(dataset.index, folds, distance, tuple(config.split[:2]), config.seed, config.split_areas)):
+    for fold, split in enumerate(held_out_splits(dataset.index, folds, distance, tuple(config.split[:2]), config.split_rng_seed, config.split_areas)):
         model_dir = train_experiment(dataset, output_directory, f"{experiment_name}_labelfold{fold}", single, progress, force,
                                      pd.DataFrame({"split": split, "block": assigned["block"]}))
         predictions = pd.read_csv(model_dir / "predictions.csv")
