@@ -1,9 +1,11 @@
 """The operating point out of region as a user gets it: the command-line tools with their defaults.
 
 ``benchmarks/real_amazon6.py`` trains every seed on the same folds and the same validation splits,
-so it measures how far the operating point moves with the initial weights alone. A user who trains
-twice with ``--seed`` also draws another train / validation / test split. This benchmark runs the
-tools exactly as a user does, on each of the six regions of ``real_amazon6.py``'s
+so it measures how far the operating point moves with the initial weights alone. This benchmark
+runs the tools exactly as a user does (``--seed`` moves the initial weights and the augmentation;
+the train / validation / test split inside the training regions has its own ``training.split_seed``,
+and ``--config benchmarks/recipes/split_follows_seed.yaml`` lets the seed move it too, the recipe
+before 2026-12-07), on each of the six regions of ``real_amazon6.py``'s
 leave-one-region-out (``asgm.crossval.fold_splits``, same seed):
 
 1. the patches of the other five regions (those ``real_amazon6.py`` trains and validates on) are
@@ -12,7 +14,7 @@ leave-one-region-out (``asgm.crossval.fold_splits``, same seed):
    ``python -m asgm.labels --input_directory D --reference REF --output_directory AUDITED``
    (no other flag; REF is Earth Genome's footprints in ``../shared/data/reference/amw``);
 3. ``python -m asgm.train --input_directory D --output_directory M --experiment_name seedS --seed S``
-   (the default recipe: an ensemble of three, its own split, calibration and thresholds);
+   (the default recipe: an ensemble of three, its split, calibration and thresholds);
 4. ``python -m asgm.predict`` on the held-out region (default operating point).
 
 The held-out predictions of the six regions are pooled per seed: ROC-AUC, and sensitivity and

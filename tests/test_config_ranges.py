@@ -24,6 +24,9 @@ def profile_with(tmp_path, change):
 CASES = [
     ("imagery.scale", lambda r: r["imagery"].update(scale=0)),
     ("training.learning_rate", lambda r: r["training"].update(learning_rate=-1e-3)),
+    ("training.seed", lambda r: r["training"].update(seed=-1)),
+    ("training.split_seed", lambda r: r["training"].update(split_seed=-2)),
+    ("training.split_seed", lambda r: r["training"].update(split_seed=1.5)),
     ("training.patience", lambda r: r["training"].update(patience=-2)),
     ("training.epochs", lambda r: r["training"].update(epochs=True)),
     ("training.min_distance_m", lambda r: r["training"].update(min_distance_m=-5)),

@@ -877,6 +877,10 @@ def _validate_training(t: TrainingConfig, src: Path | None) -> None:
         raise ConfigError("training.label_smoothing", f"{t.label_smoothing} is not in [0, 0.5)", "give e.g. 0.1, or 0 for the plain loss", src)
     if not 0 <= t.gce_q <= 1:
         raise ConfigError("training.gce_q", f"{t.gce_q} is not in [0, 1]", "give e.g. 0.7, or 0 for cross-entropy", src)
+    for name in ("seed", "split_seed"):
+        if getattr(t, name) is not None and getattr(t, name) < 0:
+            raise ConfigError(f"training.{name}", f"{getattr(t, name)} is negative", "give a whole number from 0 up, e.g. 0"
+                              + (", or null to draw the split with training.seed" if name == "split_seed" else ""), src)
     if t.label_folds < 2:
         raise ConfigError("training.label_folds", "must be at least 2", "give e.g. 3", src)
     for name in ("patience", "lr_patience"):
