@@ -124,7 +124,8 @@ def oof_from_folds(cv: CrossValidation, raw_by_fold: list[pd.DataFrame], config:
         calibration, thresholds = calibrate_and_choose_thresholds(val["label"].to_numpy(), val["raw"].to_numpy(), config)
         parts.append(pd.DataFrame({"patch_id": test["patch_id"].to_numpy(), "fold": fold, "block": test["block"].to_numpy(),
                                    "label": test["label"].to_numpy(), "probability": apply_calibration(calibration, test["raw"]),
-                                   "threshold_f1": thresholds["threshold"], "threshold_spec": thresholds["specificity"]["threshold"]}))
+                                   "threshold_balanced": thresholds["balanced"]["threshold"], "threshold_f1": thresholds["f1"]["threshold"],
+                                   "threshold_spec": thresholds["specificity"]["threshold"]}))
     return CrossValidation(cv.scheme, pd.concat(parts, ignore_index=True), cv.folds)
 
 
@@ -176,7 +177,9 @@ def with_validation_thresholds(cv: CrossValidation) -> CrossValidation | None:
         chosen = json.loads((Path(model_dir) / "threshold.json").read_text()).get("validation")
         if chosen is None:
             return None
-        p.loc[p["fold"] == fold, ["threshold_f1", "threshold_spec"]] = chosen["threshold"], chosen["specificity"]["threshold"]
+        p.loc[p["fold"] == fold, ["threshold_f1", "threshold_spec"]] = chosen["f1"]["threshold"], chosen["specificity"]["threshold"]
+        if "threshold_balanced" in p:
+            p.loc[p["fold"] == fold, "threshold_balanced"] = chosen.get("balanced", {}).get("threshold", np.nan)
     return CrossValidation(cv.scheme, p, cv.folds)
 
 

@@ -5,7 +5,7 @@ import pytest
 from sklearn.metrics import f1_score, roc_auc_score
 
 from asgm.errors import AsgmError
-from asgm.evaluate import binary_metrics, block_bootstrap, expected_f_beta_threshold, f_beta_threshold, specificity_threshold
+from asgm.evaluate import balanced_threshold, binary_metrics, block_bootstrap, expected_f_beta_threshold, f_beta_threshold, specificity_threshold
 
 
 def noisy_scores(n=200, seed=0):
@@ -34,6 +34,36 @@ def test_expected_f1_threshold_is_the_best_threshold_for_labels_drawn_from_the_p
     assert f1_score(y, p >= threshold) == pytest.approx(best, abs=0.005)
     assert expected == pytest.approx(best, abs=0.01) and threshold == pytest.approx(expected / 2, abs=0.01)
     assert expected_f_beta_threshold(p, 0.5)[0] > threshold  # F0.5 favours precision
+
+
+def test_balanced_threshold_is_the_best_for_labels_drawn_from_the_probabilities_whatever_the_share_of_mines():
+    """The plug-in threshold for sensitivity + specificity is the mean probability; with labels drawn
+    from the probabilities its realised balanced accuracy is the best any threshold reaches; and where
+    F1's cut on the model's scores falls as mines become more common (the same scores calibrated to
+    30, 50 and 70 % of mines), the balanced cut moves a quarter as far or less."""
+    from sklearn.metrics import balanced_accuracy_score
+
+    rng = np.random.default_rng(0)
+    score = rng.normal(0, 1, 60_000)  # a model's log-odds under a 50 % share of mines
+    results = {}
+    for share in (0.3, 0.5, 0.7):
+        p = 1 / (1 + np.exp(-(score + np.log(share / (1 - share)))))  # the same scores calibrated to that share
+        y = (rng.random(len(p)) < p).astype(int)
+        threshold = balanced_threshold(p)
+        assert threshold == pytest.approx(p.mean(), abs=1e-3)
+        best = max(balanced_accuracy_score(y, p >= t) for t in np.linspace(0.02, 0.98, 97))
+        assert balanced_accuracy_score(y, p >= threshold) == pytest.approx(best, abs=0.005)
+        results[share] = (score[p >= threshold].min(), score[p >= expected_f_beta_threshold(p)[0]].min())
+    balanced_cut = [r[0] for r in results.values()]
+    f1_cut = [r[1] for r in results.values()]
+    assert f1_cut[0] > f1_cut[1] > f1_cut[2] and f1_cut[0] - f1_cut[2] > 1.0  # F1 calls more with more mines
+    assert max(balanced_cut) - min(balanced_cut) < 0.25 * (f1_cut[0] - f1_cut[2])  # the balanced cut hardly moves
+
+
+def test_balanced_threshold_refuses_non_probabilities():
+    assert 0.1 < balanced_threshold(np.array([0.9, 0.9, 0.9, 0.2, 0.1])) <= 0.9
+    with pytest.raises(AsgmError, match=r"probabilities in \[0, 1\]"):
+        balanced_threshold(np.array([0.5, np.nan]))
 
 
 def test_expected_f1_threshold_keeps_tied_scores_together_and_refuses_non_probabilities():

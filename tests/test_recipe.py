@@ -373,7 +373,11 @@ def test_cross_validation_gives_every_patch_one_out_of_fold_prediction(tmp_path)
     cv = cross_validate(data, tmp_path / "cv", config, "kfold", 3, progress=False)
     assert len(cv.predictions) == 120 and cv.predictions["patch_id"].is_unique
     table = cv.metrics(n_boot=20)
-    assert {"f1", "spec"} == set(table.index.get_level_values(0))
+    assert {"balanced", "f1", "spec"} == set(table.index.get_level_values(0))
+    for fold, model_dir in zip(cv.folds["fold"], cv.folds["model_dir"]):  # each patch judged at its own fold's thresholds
+        chosen = json.loads((Path(model_dir) / "threshold.json").read_text())
+        rows = cv.predictions[cv.predictions["fold"] == fold]
+        assert (rows["threshold_balanced"] == chosen["balanced"]["threshold"]).all() and (rows["threshold_f1"] == chosen["f1"]["threshold"]).all()
     assert (tmp_path / "cv" / "cv_predictions.csv").is_file()
     again = cross_validate(data, tmp_path / "cv", config, "kfold", 3, progress=False)  # resumes: nothing retrained
     assert (again.folds["seconds"] == 0).all()

@@ -13,7 +13,7 @@ from asgm.backend import keras
 from asgm.augment import dihedral
 from asgm.config import TrainingConfig, load_training
 from asgm.errors import AsgmError, ConfigError, InputFileError
-from asgm.evaluate import expected_f_beta_threshold, f_beta_threshold
+from asgm.evaluate import balanced_threshold, expected_f_beta_threshold, f_beta_threshold
 from asgm.models import normalize_patches
 from asgm.patches import read_dataset
 from asgm.sampling import min_distance_between, spatial_blocks, spatial_split
@@ -176,9 +176,10 @@ def test_threshold_is_chosen_on_validation_only(trained):
     pred = pd.read_csv(model_dir / "predictions.csv")
     threshold = json.loads((model_dir / "threshold.json").read_text())
     val = pred[pred["split"] == "validation"]
-    assert threshold["threshold"] == pytest.approx(expected_f_beta_threshold(val["probability"])[0])
+    assert threshold["threshold"] == threshold["balanced"]["threshold"] == pytest.approx(balanced_threshold(val["probability"]))
+    assert threshold["operating_point"] == "balanced" and threshold["f1"]["threshold"] == pytest.approx(expected_f_beta_threshold(val["probability"])[0])
     assert threshold["f1"]["labels_threshold"] == pytest.approx(f_beta_threshold(val["label"], val["probability"])[0])
-    assert "expected F1" in threshold["chosen_by"] and threshold["rule"] == "expected" and threshold["chosen_on"] == "validation"
+    assert "expected sensitivity + specificity" in threshold["chosen_by"] and threshold["rule"] == "expected" and threshold["chosen_on"] == "validation"
     test = pred[pred["split"] == "test"]
     metrics = json.loads((model_dir / "metrics.json").read_text())
     assert metrics["test"]["tp"]["value"] == ((test["probability"] >= threshold["threshold"]) & (test["label"] == 1)).sum()
@@ -192,15 +193,17 @@ def test_thresholds_maximise_the_expected_f1_of_probabilities_and_the_labels_f1_
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, 120)
     raw = np.clip(0.35 * y + rng.normal(0.3, 0.2, 120), 0.01, 0.99)
-    calibration, platt = train.calibrate_and_choose_thresholds(y, raw, TrainingConfig())
+    calibration, platt = train.calibrate_and_choose_thresholds(y, raw, TrainingConfig(operating_point="f1"))
     p = train.apply_calibration(calibration, raw)
     assert platt["threshold"] == platt["f1"]["threshold"] == pytest.approx(expected_f_beta_threshold(p)[0])
+    assert platt["balanced"]["threshold"] == pytest.approx(balanced_threshold(p)) and platt["operating_point"] == "f1"
+    assert platt["balanced"]["labels_validation_balanced_accuracy"] >= platt["balanced"]["validation_balanced_accuracy"]
     assert platt["f0_5"]["threshold"] == pytest.approx(expected_f_beta_threshold(p, 0.5)[0])
     assert platt["f1"]["labels_threshold"] == pytest.approx(f_beta_threshold(y, p)[0]) != pytest.approx(platt["threshold"])
     assert platt["f1"]["validation_f1"] <= platt["f1"]["labels_validation_f1"]
-    _, plain = train.calibrate_and_choose_thresholds(y, raw, TrainingConfig(calibration="none"))
+    _, plain = train.calibrate_and_choose_thresholds(y, raw, TrainingConfig(calibration="none", operating_point="f1"))
     assert plain["threshold"] == pytest.approx(f_beta_threshold(y, raw)[0]) and "expected" not in plain["chosen_by"] and plain["rule"] == "labels"
-    _, before = train.calibrate_and_choose_thresholds(y, raw, TrainingConfig(calibration="none"), calibrated=True)
+    _, before = train.calibrate_and_choose_thresholds(y, raw, TrainingConfig(calibration="none", operating_point="f1"), calibrated=True)
     assert before["threshold"] == pytest.approx(expected_f_beta_threshold(raw)[0])
 
 
@@ -260,9 +263,14 @@ def test_predict_applies_the_operating_point_asked_for(trained, tmp_path, capsys
         pred = pd.read_csv(out)
         assert (pred["prediction"] == (pred["probability"] >= threshold)).all()
         assert f"(probability >= {threshold:.3f}, the {point} threshold)" in capsys.readouterr().out
-    # A model directory without that threshold (an older asgm) is named, and nothing is written.
+    # Without --operating_point the model's own decides (balanced by default), and the line says which.
+    assert predict.main(["--model_directory", str(model_dir), "--input_directory", str(data), "--output", str(tmp_path / "own.csv")]) == 0
+    assert f"(probability >= {thresholds['balanced']['threshold']:.3f}, the balanced threshold)" in capsys.readouterr().out
+    # A model directory without that threshold (an older asgm, whose threshold was F1's) is named, and nothing is written.
     old = shutil.copytree(model_dir, tmp_path / "old_model")
-    (old / "threshold.json").write_text(json.dumps({"threshold": thresholds["threshold"]}))
+    (old / "threshold.json").write_text(json.dumps({"threshold": 0.3}))
+    assert predict.main(["--model_directory", str(old), "--input_directory", str(data), "--output", str(tmp_path / "f1.csv"), "--operating_point", "f1"]) == 0
+    assert "(probability >= 0.300, the f1 threshold)" in capsys.readouterr().out
     assert predict.main(["--model_directory", str(old), "--input_directory", str(data), "--output", str(tmp_path / "x.csv"), "--operating_point", "f0_5"]) == 2
     assert "threshold.json" in capsys.readouterr().err and not (tmp_path / "x.csv").exists()
 

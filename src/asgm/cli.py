@@ -18,7 +18,7 @@ from asgm.config import LabelsConfig, TrainingConfig, load_training, training_co
 from asgm.errors import AsgmError, ConfigError
 
 #: The thresholds of ``threshold.json`` that may decide a prediction (``--operating_point``).
-OPERATING_POINTS = ("f1", "f0_5", "specificity")
+OPERATING_POINTS = ("balanced", "f1", "f0_5", "specificity")
 
 
 def check_early(parse: Callable, argv: list[str] | None = None) -> None:
@@ -78,8 +78,10 @@ def predict_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model_directory", required=True, type=Path, help="a model directory written by asgm.train")
     parser.add_argument("--input_directory", required=True, type=Path, help="dataset directory (patches.npy, index.csv, dataset.json)")
     parser.add_argument("--output", required=True, type=Path, help="CSV to write")
-    parser.add_argument("--operating_point", choices=OPERATING_POINTS, default="f1",
-                        help="which validation threshold decides `prediction`: f1 (maximum expected F1, the default), f0_5 (maximum expected F0.5: "
+    parser.add_argument("--operating_point", choices=OPERATING_POINTS, default=None,
+                        help="which validation threshold decides `prediction` (default: the model's own, threshold.json's threshold; "
+                             "training.operating_point, balanced unless set): balanced (maximum expected sensitivity + specificity), "
+                             "f1 (maximum expected F1), f0_5 (maximum expected F0.5: "
                              "fewer false alarms, more misses) or specificity (validation specificity >= training.min_specificity)")
     return parser.parse_args(argv)
 

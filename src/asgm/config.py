@@ -31,6 +31,8 @@ IMAGERY_SOURCES = ("demo", "local", "gee", "stac")
 #: Names of ``training.augment`` (see :mod:`asgm.augment`) and ``training.calibration`` (:mod:`asgm.calibrate`).
 AUGMENTATIONS = ("dihedral", "rotate", "translate", "zoom", "gain", "contrast", "noise")
 CALIBRATIONS = ("none", "platt", "isotonic")
+#: The rules that may choose a model's threshold (``training.operating_point``).
+OPERATING_RULES = ("balanced", "f1")
 OSM_SOURCES = ("file", "pbf", "overpass")
 #: Environment variable that replaces the profile's ``imagery.source`` (``make all IMAGERY=stac``).
 IMAGERY_SOURCE_ENV = "ASGM_IMAGERY_SOURCE"
@@ -242,6 +244,15 @@ class TrainingConfig:
     split_seed: int | None = 0
     #: Replicates of the block bootstrap behind every confidence interval.
     bootstrap: int = 1000
+    #: Which validation threshold is the model's (``threshold.json``'s ``threshold``, the one
+    #: ``asgm.predict`` and the region scan apply unless told otherwise): ``balanced`` (maximum
+    #: expected sensitivity + specificity: a patch is a mine where its calibrated probability
+    #: exceeds the validation share of mines) or ``f1`` (maximum expected F1). Both are saved, with
+    #: F0.5 and the strict one. F1's threshold falls as the share of mines among the validation
+    #: patches rises (a label audit that drops non-mines raises it): out of region on the audited
+    #: CLI path F1 called half of the new regions' non-mines mines (specificity 0.49), the balanced
+    #: rule 0.64-0.69 at sensitivity 0.73-0.75 (benchmarks/README.md). ``f1``: the default until 2026-12-07.
+    operating_point: str = "balanced"
     #: Specificity of the second, stricter operating point (threshold chosen on validation).
     min_specificity: float = 0.95
     #: Categories (index column ``category``) of the non-mines kept in the training and validation
@@ -862,6 +873,8 @@ def _validate_training(t: TrainingConfig, src: Path | None) -> None:
         raise ConfigError("training.label_noise", f"unknown handling {t.label_noise!r}", "give prune, or null to train on every label", src)
     if t.thresholds_from not in ("validation", "out_of_fold"):
         raise ConfigError("training.thresholds_from", f"unknown evidence {t.thresholds_from!r}", "give validation or out_of_fold", src)
+    if t.operating_point not in OPERATING_RULES:
+        raise ConfigError("training.operating_point", f"unknown operating point {t.operating_point!r}", f"give {' or '.join(OPERATING_RULES)}", src)
     if not 0 <= t.early_stopping_from < 1:
         raise ConfigError("training.early_stopping_from", f"{t.early_stopping_from} is not a share in [0, 1)",
                           "give e.g. 0.25 (the first quarter of the epochs), or 0 to stop from the first epoch", src)

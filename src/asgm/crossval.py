@@ -16,6 +16,7 @@ predictions get 95 % intervals from a bootstrap over spatial blocks.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,15 +98,17 @@ class CrossValidation:
 
     scheme: str
     #: One row per patch: ``patch_id, fold, block, label, probability`` and the fold's validation
-    #: thresholds ``threshold_f1`` and ``threshold_spec`` (plus ``category`` when the index has one).
+    #: thresholds ``threshold_balanced``, ``threshold_f1`` and ``threshold_spec`` (plus ``category``
+    #: when the index has one; ``threshold_balanced`` is empty for models saved before it existed).
     predictions: pd.DataFrame
     #: One row per fold: ``fold, model_dir, seconds`` (training time; 0 when reused), patches, mines.
     folds: pd.DataFrame
 
     def metrics(self, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
-        """Metrics over every out-of-fold prediction, at both operating points (``f1``: each fold's
-        F1 threshold (``threshold.json``'s ``threshold``); ``spec``: its threshold for validation specificity ≥ the recipe's
-        ``min_specificity``), with block-bootstrap 95 % intervals.
+        """Metrics over every out-of-fold prediction at each fold's validation thresholds
+        (``balanced``: maximum sensitivity + specificity, ``f1``: maximum F1, ``spec``: validation
+        specificity ≥ the recipe's ``min_specificity``; ``balanced`` only where every fold has one),
+        with block-bootstrap 95 % intervals.
 
         Returns
         -------
@@ -114,7 +117,7 @@ class CrossValidation:
         """
         p = self.predictions
         tables = {point: evaluate.block_bootstrap(p["label"], p["probability"], p["block"], p[f"threshold_{point}"].to_numpy(), n_boot, seed)
-                  for point in ("f1", "spec")}
+                  for point in ("balanced", "f1", "spec") if f"threshold_{point}" in p and p[f"threshold_{point}"].notna().all()}
         return pd.concat(tables, names=["operating_point", "metric"])
 
     def per_fold(self, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
@@ -162,11 +165,14 @@ def cross_validate(dataset: Dataset | str | Path, output_directory: str | Path, 
         model_dir = train_experiment(dataset, out, f"fold{fold}", config, progress=progress, split=splits[fold])
         seconds = 0.0 if reused else round(time.perf_counter() - start, 1)
         metrics = read_metrics(model_dir)
+        thresholds = json.loads((model_dir / "threshold.json").read_text(encoding="utf-8"))
         pred = pd.read_csv(model_dir / "predictions.csv")
         test = pred[pred["split"] == "test"]
         part = pd.DataFrame({"patch_id": test["patch_id"].to_numpy(), "fold": fold, "block": test["block"].to_numpy(),
                              "label": test["label"].to_numpy(), "probability": test["probability"].to_numpy(),
-                             "threshold_f1": metrics["test"]["threshold"], "threshold_spec": metrics["test_at_specificity"]["threshold"]})
+                             "threshold_balanced": thresholds.get("balanced", {}).get("threshold", np.nan),
+                             "threshold_f1": thresholds.get("f1", {}).get("threshold", thresholds["threshold"]),
+                             "threshold_spec": metrics["test_at_specificity"]["threshold"]})
         parts.append(part)
         folds.append({"fold": fold, "model_dir": str(model_dir), "seconds": seconds,
                       "train_patches": metrics["patches"]["train"], "validation_patches": metrics["patches"]["validation"],

@@ -90,6 +90,30 @@ def expected_f_beta_threshold(p: np.ndarray, beta: float = 1.0) -> tuple[float, 
     return _centred(scores, float(scores[best])), float(f[best])
 
 
+def balanced_threshold(p: np.ndarray) -> float:
+    """Threshold that maximises the sensitivity + specificity *expected* when ``p`` are calibrated
+    probabilities (each patch counting as ``p`` of a mine, as in :func:`expected_f_beta_threshold`).
+
+    Calling a patch of probability ``q`` a mine adds ``q / Σp`` to the expected sensitivity and
+    takes ``(1 − q) / Σ(1 − p)`` from the expected specificity, so the best threshold is the mean
+    probability (for Platt calibration the validation share of mines): a patch is called a mine
+    where a mine is likelier than among the validation patches as a whole. Unlike F1's, this
+    operating point does not move with the share of mines among the patches it is chosen on (which
+    depends on how the labels were collected and on a label audit), only with the ranking.
+
+    Returns
+    -------
+    float
+        A patch is predicted a mine when its probability is >= the threshold (centred between the
+        neighbouring scores, as the other rules).
+    """
+    p = np.asarray(p, float)
+    if p.ndim != 1 or not len(p) or not np.isfinite(p).all() or p.min() < 0 or p.max() > 1:
+        raise AsgmError(f"balanced threshold: needs a list of probabilities in [0, 1], got {p.size} values")
+    above = p[p > p.mean()]
+    return _centred(p, float(above.min())) if len(above) else float(np.nextafter(p.max(), np.inf))
+
+
 def threshold_rule(thresholds: dict) -> tuple[str, str]:
     """How a ``threshold.json`` chose its F1 threshold, ``(rule, chosen_on)``: ``expected`` (the
     plug-in rule) or ``labels`` (the validation labels' maximum), on ``validation`` or

@@ -275,8 +275,8 @@ def plot_threshold_choice(y: np.ndarray, p: np.ndarray, thresholds: dict, title:
     """F1, precision and recall against the threshold on the patches it was chosen on (the validation
     split, or out-of-fold predictions: :func:`asgm.train.threshold_scores`), the F1 expected from the
     probabilities themselves (what the plug-in rule maximises, see :func:`asgm.evaluate.expected_f_beta_threshold`),
-    and the chosen thresholds."""
-    from sklearn.metrics import precision_recall_curve
+    and the chosen thresholds, the model's own drawn solid."""
+    from sklearn.metrics import precision_recall_curve, roc_curve
 
     precision, recall, t = precision_recall_curve(y, p)
     precision, recall = precision[:-1], recall[:-1]
@@ -284,17 +284,23 @@ def plot_threshold_choice(y: np.ndarray, p: np.ndarray, thresholds: dict, title:
         f1 = np.nan_to_num(2 * precision * recall / (precision + recall))
     fig, ax = plt.subplots(figsize=(7, 3.8))
     ax.plot(t, precision, label="precision", color="#2ca02c")
-    ax.plot(t, recall, label="recall", color="#ff7f0e")
+    ax.plot(t, recall, label="recall (sensitivity)", color="#ff7f0e")
+    fpr, _, roc_t = roc_curve(y, p)
+    ax.plot(roc_t[1:], 1 - fpr[1:], label="specificity", color="#8c564b")
     ax.plot(t, f1, label="F1", color="#1f77b4", linewidth=2)
     expected = threshold_rule(thresholds)[0] == "expected"
     if expected:
         ax.plot(*expected_f_beta_curve(p), label="expected F1 (from the probabilities)", color="#1f77b4", linestyle=":", linewidth=2)
     kind = "expected " if expected else ""
-    styles = {"f1": ("#1f77b4", f"max {kind}F1"), "f0_5": ("#9467bd", f"max {kind}F0.5"), "specificity": ("#d62728", "specificity ≥ {:.2f}")}
+    styles = {"balanced": ("#000000", f"max {kind}sensitivity + specificity"), "f1": ("#1f77b4", f"max {kind}F1"),
+              "f0_5": ("#9467bd", f"max {kind}F0.5"), "specificity": ("#d62728", "specificity ≥ {:.2f}")}
+    model_point = thresholds.get("operating_point", "f1")
     for key, (colour, label) in styles.items():
         if key in thresholds:
             value = thresholds[key]["threshold"]
-            ax.axvline(value, color=colour, linestyle="--", label=f"{label.format(thresholds[key].get('min_specificity', 0))}: {value:.2f}")
+            own = " (the model's)" if key == model_point else ""
+            ax.axvline(value, color=colour, linestyle="-" if own else "--", linewidth=2 if own else 1,
+                       label=f"{label.format(thresholds[key].get('min_specificity', 0))}{own}: {value:.2f}")
     on_validation = threshold_rule(thresholds)[1] == "validation"
     ax.set(xlabel="threshold (probability of mine)", ylabel="score on validation" if on_validation else "score on out-of-fold predictions",
            xlim=(0, 1), ylim=(0, 1.02))

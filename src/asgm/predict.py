@@ -3,9 +3,11 @@
 ``python -m asgm.predict --model_directory DIR/NAME --input_directory DATASET --output FILE.csv``
 writes ``patch_id, probability, prediction`` (prediction: probability ≥ the saved threshold).
 The dataset must hold every channel the model was trained on, by name; extra channels are ignored.
-``--operating_point`` picks which of the thresholds chosen on validation decides: ``f1`` (the
-default: maximum expected F1), ``f0_5`` (maximum expected F0.5: fewer false alarms) or ``specificity`` (the most
-sensitive threshold with validation specificity ≥ ``training.min_specificity``).
+The model's own threshold decides (``threshold.json``'s ``threshold``: by default ``balanced``, see
+``training.operating_point``); ``--operating_point`` picks another of the thresholds chosen on
+validation: ``balanced`` (maximum expected sensitivity + specificity), ``f1`` (maximum expected
+F1), ``f0_5`` (maximum expected F0.5: fewer false alarms) or ``specificity`` (the most sensitive
+threshold with validation specificity ≥ ``training.min_specificity``).
 """
 
 from __future__ import annotations
@@ -57,16 +59,22 @@ class TrainedModel:
 
     @property
     def threshold(self) -> float:
-        """The decision threshold, on calibrated probabilities (chosen on validation)."""
+        """The model's decision threshold, on calibrated probabilities (chosen on validation)."""
         return float(self.thresholds["threshold"])
 
-    def threshold_at(self, operating_point: str) -> float:
-        """The validation threshold of one of :data:`asgm.cli.OPERATING_POINTS` (``f1`` is :attr:`threshold`)."""
-        if operating_point == "f1":
+    @property
+    def operating_point(self) -> str:
+        """Which rule chose :attr:`threshold` (models saved before the setting existed: ``f1``)."""
+        return str(self.thresholds.get("operating_point", "f1"))
+
+    def threshold_at(self, operating_point: str | None) -> float:
+        """The validation threshold of one of :data:`asgm.cli.OPERATING_POINTS`; None: :attr:`threshold`."""
+        if operating_point is None or operating_point == self.operating_point:
             return self.threshold
         chosen = self.thresholds.get(operating_point)
         if not isinstance(chosen, dict) or not _is_number(chosen.get("threshold")):
-            raise InputFileError(self.path / "threshold.json", f"no {operating_point!r} threshold", "retrain the model with this version of asgm, or use --operating_point f1")
+            raise InputFileError(self.path / "threshold.json", f"no {operating_point!r} threshold",
+                                 f"retrain the model with this version of asgm, or leave out --operating_point (the model's own: {self.operating_point})")
         return float(chosen["threshold"])
 
     def calibrate(self, raw: np.ndarray) -> np.ndarray:
@@ -135,9 +143,10 @@ def load_trained_model(model_directory: str | Path) -> TrainedModel:
 
 
 def predict_dataset(model_directory: str | Path, input_directory: str | Path, output: str | Path, progress: bool = True,
-                    operating_point: str = "f1") -> pd.DataFrame:
+                    operating_point: str | None = None) -> pd.DataFrame:
     """Write ``patch_id, probability, prediction`` for every patch of a dataset to ``output`` (CSV);
-    ``prediction`` is 1 where the probability reaches the threshold of ``operating_point``."""
+    ``prediction`` is 1 where the probability reaches the threshold of ``operating_point`` (None:
+    the model's own)."""
     check_target(output, directory=False, what="predictions CSV")
     trained = load_trained_model(model_directory)
     threshold = trained.threshold_at(operating_point)
@@ -150,6 +159,7 @@ def predict_dataset(model_directory: str | Path, input_directory: str | Path, ou
     table = pd.DataFrame({"patch_id": dataset.index["patch_id"], "probability": probability,
                           "prediction": (probability >= threshold).astype(int)})
     table.attrs["threshold"] = threshold
+    table.attrs["operating_point"] = operating_point or trained.operating_point
     table.attrs["thresholds"] = trained.thresholds
     with atomic_path(output) as tmp:
         table.to_csv(tmp, index=False)
@@ -164,8 +174,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"{args.output}: {len(table)} patches, {int(table['prediction'].sum())} predicted mines "
-          f"(probability >= {table.attrs['threshold']:.3f}, the {args.operating_point} threshold)")
-    trust = threshold_trust(table.attrs["thresholds"], args.operating_point)
+          f"(probability >= {table.attrs['threshold']:.3f}, the {table.attrs['operating_point']} threshold)")
+    trust = threshold_trust(table.attrs["thresholds"], table.attrs["operating_point"])
     if trust:
         print(trust)
     return 0
@@ -175,7 +185,7 @@ def threshold_trust(thresholds: dict, operating_point: str) -> str | None:
     """How far the threshold can be trusted: the patches it was chosen on and the sensitivity and
     specificity there, with 95 % intervals (models trained before this was recorded: None)."""
     evidence = thresholds.get("evidence")
-    key = {"f1": "threshold", "specificity": "specificity"}.get(operating_point)
+    key = "threshold" if operating_point == thresholds.get("operating_point", "f1") else "specificity" if operating_point == "specificity" else None
     if not isinstance(evidence, dict) or key not in evidence:
         return None
     sens, spec = evidence[key]["sensitivity"], evidence[key]["specificity"]

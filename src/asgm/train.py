@@ -35,7 +35,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from sklearn.metrics import fbeta_score
+from sklearn.metrics import balanced_accuracy_score, fbeta_score, roc_curve
 
 from asgm import evaluate, plots
 from asgm.atomic import atomic_path, check_target, plain_name
@@ -244,7 +244,7 @@ def split_summary(dataset: Dataset, split: pd.DataFrame) -> pd.DataFrame:
 
 #: Settings added after the first models were saved, left out of the training key at their "off"
 #: value: training is the same as before they existed, so those models stay valid (not retrained).
-ADDED_SETTINGS_OFF = {"gce_q": 0.0, "member_validation": "shared", "early_stopping_from": 0.0}
+ADDED_SETTINGS_OFF = {"gce_q": 0.0, "member_validation": "shared", "early_stopping_from": 0.0, "operating_point": "f1"}
 
 
 def _training_key(fingerprint: str, config: TrainingConfig, split: pd.DataFrame | None = None) -> str:
@@ -411,10 +411,10 @@ def train_experiment(dataset: Dataset | str | Path, output_directory: str | Path
         else:
             thresholds["out_of_fold"] = pooled
     thresholds["evidence"] = threshold_evidence(y[evidence], scores[evidence], thresholds["threshold"], thresholds["specificity"]["threshold"])
-    f1_threshold, strict_threshold = thresholds["threshold"], thresholds["specificity"]["threshold"]
+    model_threshold, strict_threshold = thresholds["threshold"], thresholds["specificity"]["threshold"]
     blocks = assigned["block"].to_numpy()
     tables = {
-        "f1": evaluate.block_bootstrap(y[test], probability[test], blocks[test], f1_threshold, config.bootstrap, config.seed),
+        "model": evaluate.block_bootstrap(y[test], probability[test], blocks[test], model_threshold, config.bootstrap, config.seed),
         "specificity": evaluate.block_bootstrap(y[test], probability[test], blocks[test], strict_threshold, config.bootstrap, config.seed),
     }
     synthetic = bool(dataset.meta.get("synthetic", False))
@@ -424,11 +424,11 @@ def train_experiment(dataset: Dataset | str | Path, output_directory: str | Path
         "dataset": str(dataset.path),
         "patches": {part: int(rows.sum()) for part, rows in parts.items()},
         "mines": {part: int(y[rows].sum()) for part, rows in parts.items()},
-        "test": _table_json(tables["f1"]) | {"threshold": f1_threshold},
+        "test": _table_json(tables["model"]) | {"threshold": model_threshold, "operating_point": config.operating_point},
         "test_at_specificity": _table_json(tables["specificity"]) | {"threshold": strict_threshold},
-        "validation": evaluate.binary_metrics(y[val], scores[val], f1_threshold),
+        "validation": evaluate.binary_metrics(y[val], scores[val], model_threshold),
         "bootstrap": {"replicates": config.bootstrap, "level": 0.95, "resampled": "spatial blocks",
-                      "test_blocks": int(tables["f1"]["n_blocks"].iloc[0]), "test_mine_blocks": int(tables["f1"]["n_mine_blocks"].iloc[0])},
+                      "test_blocks": int(tables["model"]["n_blocks"].iloc[0]), "test_mine_blocks": int(tables["model"]["n_mine_blocks"].iloc[0])},
         "best_epochs": best_epochs,
         "label_noise": {"handling": config.label_noise, "flagged": index.loc[flagged, "patch_id"].tolist()},
     }
@@ -468,8 +468,8 @@ def train_experiment(dataset: Dataset | str | Path, output_directory: str | Path
         title = f"{experiment_name}" + (f" — {plots.SYNTHETIC_LABEL}" if synthetic else "")
         figures = {
             "learning_curves.png": plots.plot_learning_curves(history, title),
-            "test_curves.png": plots.plot_test_curves(y[test], probability[test], f1_threshold, title),
-            "confusion_matrix.png": plots.plot_confusion_matrix(tables["f1"], title),
+            "test_curves.png": plots.plot_test_curves(y[test], probability[test], model_threshold, title),
+            "confusion_matrix.png": plots.plot_confusion_matrix(tables["model"], title),
         }
         if config.calibration != "none":
             figures["calibration.png"] = plots.plot_reliability(y[test], raw[test], probability[test], config.calibration, title)
@@ -528,15 +528,16 @@ def threshold_evidence(y: np.ndarray, p: np.ndarray, threshold: float, strict_th
 def calibrate_and_choose_thresholds(y_val: np.ndarray, raw_val: np.ndarray, config: TrainingConfig,
                                     calibrated: bool = False, chosen_on: str = "validation") -> tuple[dict, dict]:
     """The calibration fitted on the validation labels and raw outputs (``calibration.json``) and the
-    thresholds chosen on the calibrated validation probabilities (``threshold.json``: maximum F1 —
-    the model's —, maximum F0.5, and the most sensitive with specificity ≥ ``min_specificity``).
+    thresholds chosen on the calibrated validation probabilities (``threshold.json``: maximum
+    sensitivity + specificity (``balanced``), maximum F1, maximum F0.5, and the most sensitive with
+    specificity ≥ ``min_specificity``; ``threshold`` is the one ``config.operating_point`` names).
 
     When the scores are probabilities (``config.calibration`` is not ``none``, or ``calibrated``: they
-    were calibrated before), F1 and F0.5 are maximised in expectation over the probabilities
-    (:func:`asgm.evaluate.expected_f_beta_threshold`) rather than over the few validation labels
-    near the maximum: on about a hundred validation patches the labels' own maximum moves the
-    operating point with the sample (benchmarks/README.md, issue 31). The labels' maximum is kept
-    as ``labels_threshold``. ``rule`` says which maximum (``expected`` or ``labels``) and
+    were calibrated before), each is maximised in expectation over the probabilities
+    (:func:`asgm.evaluate.balanced_threshold`, :func:`asgm.evaluate.expected_f_beta_threshold`) rather
+    than over the few validation labels near the maximum: on about a hundred validation patches the
+    labels' own maximum moves the operating point with the sample (benchmarks/README.md, issue 31).
+    The labels' maximum is kept as ``labels_threshold``. ``rule`` says which maximum (``expected`` or ``labels``) and
     ``chosen_on`` which patches: ``validation``, or ``out_of_fold`` when the caller passes the
     out-of-fold predictions of the training and validation patches."""
     calibration = fit_calibration(y_val, raw_val, config.calibration)
@@ -548,12 +549,20 @@ def calibrate_and_choose_thresholds(y_val: np.ndarray, raw_val: np.ndarray, conf
         threshold = evaluate.expected_f_beta_threshold(p, beta)[0] if probabilities else by_labels
         realised = float(fbeta_score(y_val, p >= threshold, beta=beta, zero_division=0.0))
         chosen[name] = {"threshold": threshold, f"validation_{name}": realised, "labels_threshold": by_labels, f"labels_validation_{name}": best}
+    fpr, tpr, roc_thresholds = roc_curve(y_val, p)
+    youden = int(np.argmax(tpr - fpr))
+    by_labels = evaluate._centred(p, float(roc_thresholds[youden])) if np.isfinite(roc_thresholds[youden]) else float(np.nextafter(p.max(), np.inf))
+    balanced = evaluate.balanced_threshold(p) if probabilities else by_labels
+    chosen["balanced"] = {"threshold": balanced, "validation_balanced_accuracy": float(balanced_accuracy_score(y_val, p >= balanced)),
+                          "labels_threshold": by_labels, "labels_validation_balanced_accuracy": float((1 + tpr[youden] - fpr[youden]) / 2)}
     kind = (f"{config.calibration}-calibrated" if config.calibration != "none" else "calibrated")
     source = "the validation split" if chosen_on == "validation" else f"the out-of-fold predictions of {len(y_val)} training and validation patches"
+    goal = {"balanced": "sensitivity + specificity", "f1": "F1"}[config.operating_point]
     return calibration, {
-        "threshold": chosen["f1"]["threshold"],
-        "chosen_by": (f"maximum expected F1 of the {kind} probabilities of {source} (the plug-in rule)" if probabilities
-                      else f"maximum F1 on {source}"),
+        "threshold": chosen[config.operating_point]["threshold"],
+        "operating_point": config.operating_point,
+        "chosen_by": (f"maximum expected {goal} of the {kind} probabilities of {source} (the plug-in rule)" if probabilities
+                      else f"maximum {goal} on {source}"),
         "rule": "expected" if probabilities else "labels",
         "chosen_on": chosen_on,
         **chosen,
