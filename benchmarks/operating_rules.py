@@ -29,26 +29,20 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import roc_curve
 
-from asgm.calibrate import _logit, apply_calibration, fit_calibration
-from asgm.evaluate import expected_f_beta_threshold, f_beta_threshold
+from asgm.calibrate import apply_calibration, fit_calibration
+from asgm.evaluate import balanced_threshold, expected_f_beta_threshold, f_beta_threshold, youden_threshold
 from asgm.patches import read_dataset
 from real_amazon6 import DATA, ROOT, reference_masks  # a sibling script: run as python benchmarks/operating_rules.py
 
 MODELS = ROOT / "models" / "benchmarks"
 
 
-def youden_threshold(y: np.ndarray, p: np.ndarray) -> float:
-    fpr, tpr, thresholds = roc_curve(y, p)
-    return float(thresholds[int(np.argmax(tpr - fpr))])
-
-
 RULES = {
     "f1": lambda y, p: expected_f_beta_threshold(p)[0],
     "f1_labels": lambda y, p: f_beta_threshold(y, p)[0],
-    "balanced": lambda y, p: float(np.mean(p)),
-    "balanced_labels": youden_threshold,
+    "balanced": lambda y, p: balanced_threshold(p),
+    "balanced_labels": lambda y, p: youden_threshold(y, p)[0],
     "f0_5": lambda y, p: expected_f_beta_threshold(p, 0.5)[0],
 }
 
@@ -61,7 +55,8 @@ def model_scores(model_dir: Path, kind: str, labels: pd.Series) -> tuple[pd.Data
     if kind == "cli":
         held = pd.read_csv(model_dir / "held_out_predictions.csv")[["patch_id", "probability"]]
         # asgm.predict writes calibrated probabilities; undo the (monotone) Platt map to get the raw ones
-        raw = 1 / (1 + np.exp(-(_logit(held["probability"]) - calibration["intercept"]) / calibration["slope"]))
+        p = np.clip(held["probability"].to_numpy(float), 1e-6, 1 - 1e-6)
+        raw = 1 / (1 + np.exp(-(np.log(p / (1 - p)) - calibration["intercept"]) / calibration["slope"]))
         held = held.assign(raw=raw)
     else:
         held = predictions[predictions["split"] == "test"].rename(columns={"raw_probability": "raw"})

@@ -5,7 +5,8 @@ import pytest
 from sklearn.metrics import f1_score, roc_auc_score
 
 from asgm.errors import AsgmError
-from asgm.evaluate import balanced_threshold, binary_metrics, block_bootstrap, expected_f_beta_threshold, f_beta_threshold, specificity_threshold
+from asgm.evaluate import (balanced_threshold, binary_metrics, block_bootstrap, expected_f_beta_threshold, f_beta_threshold, specificity_threshold,
+                           youden_threshold)
 
 
 def noisy_scores(n=200, seed=0):
@@ -58,6 +59,17 @@ def test_balanced_threshold_is_the_best_for_labels_drawn_from_the_probabilities_
     f1_cut = [r[1] for r in results.values()]
     assert f1_cut[0] > f1_cut[1] > f1_cut[2] and f1_cut[0] - f1_cut[2] > 1.0  # F1 calls more with more mines
     assert max(balanced_cut) - min(balanced_cut) < 0.25 * (f1_cut[0] - f1_cut[2])  # the balanced cut hardly moves
+
+
+def test_youden_threshold_maximises_the_labels_balanced_accuracy():
+    from sklearn.metrics import balanced_accuracy_score
+
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 200)
+    p = np.clip(0.3 * y + rng.normal(0.35, 0.2, 200), 0, 1)
+    threshold, best = youden_threshold(y, p)
+    assert balanced_accuracy_score(y, p >= threshold) == pytest.approx(best)
+    assert best == pytest.approx(max(balanced_accuracy_score(y, p >= t) for t in np.unique(p)))
 
 
 def test_balanced_threshold_refuses_non_probabilities():

@@ -114,6 +114,21 @@ def balanced_threshold(p: np.ndarray) -> float:
     return _centred(p, float(above.min())) if len(above) else float(np.nextafter(p.max(), np.inf))
 
 
+def youden_threshold(y: np.ndarray, p: np.ndarray) -> tuple[float, float]:
+    """Threshold that maximises sensitivity + specificity on (validation) labels ``y`` (Youden's J),
+    centred between the neighbouring scores as :func:`f_beta_threshold`'s.
+
+    Returns
+    -------
+    threshold, balanced_accuracy
+    """
+    y, p = _check(y, p, "threshold choice")
+    fpr, tpr, thresholds = roc_curve(y, p)
+    best = int(np.argmax(tpr - fpr))
+    threshold = _centred(p, float(thresholds[best])) if np.isfinite(thresholds[best]) else float(np.nextafter(p.max(), np.inf))
+    return threshold, float((1 + tpr[best] - fpr[best]) / 2)
+
+
 def threshold_rule(thresholds: dict) -> tuple[str, str]:
     """How a ``threshold.json`` chose its F1 threshold, ``(rule, chosen_on)``: ``expected`` (the
     plug-in rule) or ``labels`` (the validation labels' maximum), on ``validation`` or

@@ -35,7 +35,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from sklearn.metrics import balanced_accuracy_score, fbeta_score, roc_curve
+from sklearn.metrics import balanced_accuracy_score, fbeta_score
 
 from asgm import evaluate, plots
 from asgm.atomic import atomic_path, check_target, plain_name
@@ -549,12 +549,10 @@ def calibrate_and_choose_thresholds(y_val: np.ndarray, raw_val: np.ndarray, conf
         threshold = evaluate.expected_f_beta_threshold(p, beta)[0] if probabilities else by_labels
         realised = float(fbeta_score(y_val, p >= threshold, beta=beta, zero_division=0.0))
         chosen[name] = {"threshold": threshold, f"validation_{name}": realised, "labels_threshold": by_labels, f"labels_validation_{name}": best}
-    fpr, tpr, roc_thresholds = roc_curve(y_val, p)
-    youden = int(np.argmax(tpr - fpr))
-    by_labels = evaluate._centred(p, float(roc_thresholds[youden])) if np.isfinite(roc_thresholds[youden]) else float(np.nextafter(p.max(), np.inf))
+    by_labels, best = evaluate.youden_threshold(y_val, p)
     balanced = evaluate.balanced_threshold(p) if probabilities else by_labels
     chosen["balanced"] = {"threshold": balanced, "validation_balanced_accuracy": float(balanced_accuracy_score(y_val, p >= balanced)),
-                          "labels_threshold": by_labels, "labels_validation_balanced_accuracy": float((1 + tpr[youden] - fpr[youden]) / 2)}
+                          "labels_threshold": by_labels, "labels_validation_balanced_accuracy": best}
     kind = (f"{config.calibration}-calibrated" if config.calibration != "none" else "calibrated")
     source = "the validation split" if chosen_on == "validation" else f"the out-of-fold predictions of {len(y_val)} training and validation patches"
     goal = {"balanced": "sensitivity + specificity", "f1": "F1"}[config.operating_point]
