@@ -250,7 +250,7 @@ class TrainingConfig:
     #: exceeds the validation share of mines) or ``f1`` (maximum expected F1). Both are saved, with
     #: F0.5 and the strict one. F1's threshold falls as the share of mines among the validation
     #: patches rises (a label audit that drops non-mines raises it): out of region on the audited
-    #: CLI path F1 called half of the new regions' non-mines mines (specificity 0.49), the balanced
+    #: CLI path F1 called half of the new regions' non-mines mines (specificity 0.46-0.49), the balanced
     #: rule 0.64-0.69 at sensitivity 0.70-0.75 (benchmarks/README.md). ``f1``: the default until 2026-12-07.
     operating_point: str = "balanced"
     #: Specificity of the second, stricter operating point (threshold chosen on validation).

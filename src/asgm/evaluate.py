@@ -132,7 +132,7 @@ def youden_threshold(y: np.ndarray, p: np.ndarray) -> tuple[float, float]:
 
 
 def threshold_rule(thresholds: dict) -> tuple[str, str]:
-    """How a ``threshold.json`` chose its F1 threshold, ``(rule, chosen_on)``: ``expected`` (the
+    """How a ``threshold.json`` chose its thresholds, ``(rule, chosen_on)``: ``expected`` (the
     plug-in rule) or ``labels`` (the validation labels' maximum), on ``validation`` or
     ``out_of_fold`` predictions. Files written before these fields existed say it in ``chosen_by``."""
     text = str(thresholds.get("chosen_by", ""))
@@ -300,7 +300,7 @@ class RunPredictions:
 
 def read_run(model_dir: str | Path, key: str = "test", split: str = "test") -> RunPredictions:
     """Predictions of one split of a model directory, with the threshold of ``metrics.json[key]``
-    (``test``: maximum validation F1; ``test_at_specificity``: the stricter one)."""
+    (``test``: the model's threshold, ``training.operating_point``; ``test_at_specificity``: the stricter one)."""
     model_dir = Path(model_dir)
     path = model_dir / "predictions.csv"
     if not path.is_file():

@@ -600,7 +600,7 @@ def read_metrics(model_dir: str | Path) -> dict:
 
 def metric_intervals(model_dir: str | Path, key: str = "test") -> pd.DataFrame:
     """Test metrics of a model directory: ``value, ci_low, ci_high`` per metric and confusion count.
-    ``key``: ``test`` (the F1 threshold) or ``test_at_specificity``."""
+    ``key``: ``test`` (the model's threshold) or ``test_at_specificity``."""
     return pd.DataFrame({k: v for k, v in read_metrics(model_dir)[key].items() if isinstance(v, dict)}).T
 
 
