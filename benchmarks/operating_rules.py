@@ -2,8 +2,9 @@
 
 Offline, on models already trained by ``real_cli.py`` (the command-line tools with their defaults,
 six held-out regions) and ``real_amazon6.py --evaluation regions`` (single models, shared splits):
-for each model the thresholds are chosen again by each rule on the patches the saved ones were
-chosen on (``asgm.train.threshold_scores``), and the held-out region's patches are judged at them.
+for each model the thresholds are chosen again by each rule on its validation patches (where the
+saved ones were chosen: every model here has ``member_validation: shared`` and ``thresholds_from:
+validation``), and the held-out region's patches are judged at them.
 Two figures per rule:
 
 - the spread of the pooled sensitivity and specificity (agreed labels) over trainings that differ in

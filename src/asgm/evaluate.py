@@ -58,15 +58,20 @@ def f_beta_threshold(y: np.ndarray, p: np.ndarray, beta: float = 1.0) -> tuple[f
     return _centred(p, float(thresholds[best])), float(f[best])
 
 
+def _probabilities(p: np.ndarray, what: str) -> np.ndarray:
+    """``p`` as a 1-d float array of probabilities, or an error naming ``what`` needed them."""
+    p = np.asarray(p, float)
+    if p.ndim != 1 or not len(p) or not np.isfinite(p).all() or p.min() < 0 or p.max() > 1:
+        raise AsgmError(f"{what}: needs a list of probabilities in [0, 1], got {p.size} values"
+                        + (f" from {np.nanmin(p):g} to {np.nanmax(p):g}" if p.size and not np.isnan(p).all() else ""))
+    return p
+
+
 def expected_f_beta_curve(p: np.ndarray, beta: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """The F-beta expected at each threshold when ``p`` are calibrated probabilities, each patch
     counting as ``p`` of a mine: the scores in decreasing order and the expected F-beta when every
     patch down to that score is called a mine."""
-    p = np.asarray(p, float)
-    if p.ndim != 1 or not len(p) or not np.isfinite(p).all() or p.min() < 0 or p.max() > 1:
-        raise AsgmError(f"expected F-beta: needs a list of probabilities in [0, 1], got {p.size} values"
-                        + (f" from {np.nanmin(p):g} to {np.nanmax(p):g}" if p.size and not np.isnan(p).all() else ""))
-    scores = np.sort(p)[::-1]
+    scores = np.sort(_probabilities(p, "expected F-beta"))[::-1]
     b2 = beta * beta
     return scores, (1 + b2) * np.cumsum(scores) / (b2 * scores.sum() + np.arange(1, len(scores) + 1))
 
@@ -110,10 +115,7 @@ def balanced_threshold(p: np.ndarray) -> float:
         the mean is the point of the gap the argument above names (resampling the validation
         patches moved the out-of-region sensitivity less: benchmarks/README.md).
     """
-    p = np.asarray(p, float)
-    if p.ndim != 1 or not len(p) or not np.isfinite(p).all() or p.min() < 0 or p.max() > 1:
-        raise AsgmError(f"balanced threshold: needs a list of probabilities in [0, 1], got {p.size} values")
-    return float(p.mean())
+    return float(_probabilities(p, "balanced threshold").mean())
 
 
 def youden_threshold(y: np.ndarray, p: np.ndarray) -> tuple[float, float]:

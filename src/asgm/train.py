@@ -249,8 +249,10 @@ ADDED_SETTINGS_OFF = {"gce_q": 0.0, "member_validation": "shared", "early_stoppi
 
 def _training_key(fingerprint: str, config: TrainingConfig, split: pd.DataFrame | None = None) -> str:
     fields = {k: v for k, v in dataclasses.asdict(config).items() if not (k in ADDED_SETTINGS_OFF and v == ADDED_SETTINGS_OFF[k])}
-    folds_drawn = split is None or config.label_noise is not None or config.member_validation == "folds"
-    if config.split_rng_seed == config.seed or not folds_drawn:  # the same split and folds as before split_seed existed
+    # split_seed draws the split (unless the caller gives it) and the label and member folds; where it
+    # draws nothing, or draws what the seed drew before it existed, it must not change the key
+    split_seed_used = split is None or config.label_noise is not None or config.member_validation == "folds"
+    if config.split_rng_seed == config.seed or not split_seed_used:
         del fields["split_seed"]
     settings = json.dumps(fields, sort_keys=True, default=str)
     given = "" if split is None else hashlib.sha256(pd.util.hash_pandas_object(split[["split", "block"]], index=False).to_numpy().tobytes()).hexdigest()
