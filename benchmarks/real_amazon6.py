@@ -8,7 +8,8 @@ Each training recipe (variant) is evaluated with ``asgm.crossval``:
 
 The folds depend only on ``--fold-seed``, so every variant and training seed sees the same folds
 and the comparisons are paired patch by patch. Every patch is judged at its own fold's
-validation-chosen thresholds (``F1``: maximum expected F1, :mod:`asgm.train`'s rule; ``spec``: validation specificity >= 0.95), and
+validation-chosen thresholds (``balanced``: maximum expected sensitivity + specificity, the
+model's own since 2026-12-07; ``F1``: maximum expected F1; ``spec``: validation specificity >= 0.95), and
 every interval is a 95 % bootstrap over spatial blocks. Two levers need no extra training and are
 derived from the trained folds: test-time augmentation (``+tta``: the fold models re-run on the 8
 dihedral views, calibration and thresholds refitted on validation) and an ensemble over training
@@ -157,10 +158,11 @@ def row(name: str, cv: CrossValidation, seconds: float, n_boot: int, trusted: pd
     for prefix, part_cv in (("", cv), ("agreed:", agreed_only(cv, trusted))):
         table = part_cv.metrics(n_boot)
         out[f"{prefix}patches"] = len(part_cv.predictions)
-        for point in ("f1", "spec"):
+        for point in ("balanced", "f1", "spec"):
             for metric in REPORTED:
                 for part in ("value", "ci_low", "ci_high"):
-                    out[f"{prefix}{point}:{metric}:{part}"] = table.loc[(point, metric), part]
+                    # balanced: NaN where a fold's thresholds predate it (out-of-fold thresholds of older models)
+                    out[f"{prefix}{point}:{metric}:{part}"] = table.loc[(point, metric), part] if point in table.index else np.nan
     return out
 
 
@@ -221,12 +223,12 @@ def cell(r: dict, point: str, metric: str) -> str:
 
 
 def summarise(rows: list[dict]) -> str:
-    lines = ["| variant | labels | patches | ROC-AUC | AP | sens @F1 | spec @F1 | sens @spec | spec @spec | ECE | train s/fold |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| variant | labels | patches | ROC-AUC | AP | sens @balanced | spec @balanced | sens @F1 | spec @F1 | sens @spec | spec @spec | ECE | train s/fold |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         for prefix, labels in (("agreed:", "agreed"), ("", "all")):
             c = lambda point, metric: cell(r, f"{prefix}{point}", metric)  # noqa: E731
-            lines.append(f"| {r['variant']} | {labels} | {r[f'{prefix}patches']} | {c('f1', 'roc_auc')} | {c('f1', 'average_precision')} | {c('f1', 'sensitivity')} | "
+            lines.append(f"| {r['variant']} | {labels} | {r[f'{prefix}patches']} | {c('f1', 'roc_auc')} | {c('f1', 'average_precision')} | {c('balanced', 'sensitivity')} | {c('balanced', 'specificity')} | {c('f1', 'sensitivity')} | "
                          f"{c('f1', 'specificity')} | {c('spec', 'sensitivity')} | {c('spec', 'specificity')} | "
                          f"{r['ECE']:.3f} | {r['train s/fold']:.0f} |")
     return "\n".join(lines)
@@ -295,7 +297,7 @@ def main() -> None:
                 results[label] = oof_from_folds(first, mean_raw(raws[g:g + size]), config)
                 rows.append(row(label, results[label], trained, args.bootstrap, trusted))
                 spread.append(rows[-1])
-            for point in ("f1", "spec"):
+            for point in ("balanced", "f1", "spec"):
                 sens = [r[f"agreed:{point}:sensitivity:value"] for r in spread]
                 spec = [r[f"agreed:{point}:specificity:value"] for r in spread]
                 print(f"  {name}, {len(spread)} ensembles of {size}, agreed labels, {point} threshold: sensitivity "
